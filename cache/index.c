@@ -1,0 +1,773 @@
+/* cache/index.c — the block index (db "blocks") and the read path.
+ *
+ * Index key: keypart '\0' etagpart '\0' block number (8 bytes big-endian), where keypart and
+ * etagpart are the object key and ETag (hashed if long, see cache_keypart). All blocks of a
+ * key share the prefix "keypart\0", all blocks of a version "keypart\0etagpart\0", and a
+ * version's blocks sort by number. Value: struct cache_blkrec.
+ *
+ * Reads take short LMDB read transactions. Writes (store, drop, touch flush, revalidation)
+ * are short write transactions; c->mu is never held across one, nor across a fetch. */
+#define BFS_CACHE_INTERNAL
+#include "cache/cache.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "util/util.h"
+
+/* An index key being built: the object version prefix, then the block number. */
+struct bkey {
+	unsigned char b[CACHE_BKEY_MAX];
+	size_t key_len; /* bytes of "keypart\0" */
+	size_t ver_len; /* bytes of "keypart\0etagpart\0" */
+	size_t len;     /* ver_len + 8 once a block number is set */
+};
+
+/* A fetch (or a revalidation) in progress; readers of the same block share it. */
+struct cache_inflight {
+	struct cache_inflight *next;   /* in c->inflight while !done; protected by c->mu */
+	unsigned char key[CACHE_BKEY_MAX]; /* block key, or version prefix for a revalidation */
+	size_t klen;
+	bool reval;
+	unsigned refs;                 /* leader + waiters; the last put frees; c->mu */
+	bool done;                     /* c->mu */
+	ssize_t rc;                    /* bytes in buf, or -errno; immutable once done */
+	void *buf;                     /* owned; written by the leader only, read once done */
+	pthread_cond_t cv;             /* broadcast when done; waited on with c->mu */
+};
+
+/* A hit whose last-used time is due to be written (see CACHE_TOUCH_GRAIN_S). */
+struct cache_touch {
+	unsigned char key[CACHE_BKEY_MAX];
+	size_t klen;
+	uint64_t fid;
+	int64_t used_s;
+};
+
+static void bkey_version(struct bkey *k, const char *key, const char *etag)
+{
+	size_t n = cache_keypart(k->b, key, CACHE_KEYPART_MAX);
+
+	k->b[n++] = '\0';
+	k->key_len = n;
+	n += cache_keypart(k->b + n, etag, CACHE_ETAGPART_MAX);
+	k->b[n++] = '\0';
+	k->ver_len = k->len = n;
+}
+
+static void bkey_block(struct bkey *k, uint64_t blk)
+{
+	for (int i = 7; i >= 0; i--, blk >>= 8)
+		k->b[k->ver_len + (size_t)i] = (unsigned char)blk;
+	k->len = k->ver_len + 8;
+}
+
+static int rec_decode(const MDB_val *v, struct cache_blkrec *r)
+{
+	if (v->mv_size != sizeof(*r))
+		return -EBADMSG;
+	memcpy(r, v->mv_data, sizeof(*r));
+	return r->version == CACHE_FORMAT ? 0 : -EBADMSG;
+}
+
+/* ---- counters ---- */
+
+static void account(struct cache *c, int64_t dblocks, int64_t dbytes)
+{
+	pthread_mutex_lock(&c->mu);
+	c->blocks += (uint64_t)dblocks;
+	c->bytes += (uint64_t)dbytes;
+	pthread_mutex_unlock(&c->mu);
+}
+
+/* ---- index operations ---- */
+
+/* 0 and *r if the index has the block, -ENOENT if not, -EBADMSG if the record is bad. */
+static int index_get(struct cache *c, const unsigned char *key, size_t klen,
+		     struct cache_blkrec *r)
+{
+	MDB_txn *txn;
+	MDB_val k = { klen, (void *)key }, v;
+	int rc;
+
+	if ((rc = mdb_txn_begin(c->env, NULL, MDB_RDONLY, &txn)))
+		return cache_mdb_errno(rc);
+	rc = mdb_get(txn, c->db_blocks, &k, &v);
+	rc = rc ? cache_mdb_errno(rc) : rec_decode(&v, r);
+	mdb_txn_abort(txn);
+	return rc;
+}
+
+/* Deletes the record of key if it still points at block file fid (UINT64_MAX: whatever it
+ * points at), then the file. A record replaced meanwhile by a newer block is left alone. */
+static void index_drop(struct cache *c, const unsigned char *key, size_t klen, uint64_t fid)
+{
+	MDB_txn *txn;
+	MDB_val k = { klen, (void *)key }, v;
+	struct cache_blkrec r;
+	bool bad = false;
+	int rc;
+
+	if ((rc = mdb_txn_begin(c->env, NULL, 0, &txn)))
+		goto out;
+	rc = mdb_get(txn, c->db_blocks, &k, &v);
+	if (rc == 0 && rec_decode(&v, &r) < 0)
+		bad = true;
+	if (rc || (!bad && fid != UINT64_MAX && r.fid != fid)) {
+		mdb_txn_abort(txn);
+		return;
+	}
+	if ((rc = mdb_del(txn, c->db_blocks, &k, NULL))) {
+		mdb_txn_abort(txn);
+		goto out;
+	}
+	if ((rc = mdb_txn_commit(txn)))
+		goto out;
+	if (!bad) {
+		cache_blk_unlink(c, r.fid);
+		account(c, -1, -(int64_t)r.len);
+	}
+	return;
+out:
+	bfs_log(BFS_LOG_WARN, "cache: cannot drop block record: %s", mdb_strerror(rc));
+}
+
+/* Drops every record whose key starts with prefix, and their files. */
+static int index_drop_prefix(struct cache *c, const unsigned char *prefix, size_t plen)
+{
+	MDB_txn *txn = NULL;
+	MDB_cursor *cur = NULL;
+	MDB_val k = { plen, (void *)prefix }, v;
+	struct cache_blkrec r;
+	uint64_t *fids = NULL, bytes = 0;
+	size_t n = 0, cap = 0;
+	int rc, mrc;
+
+	if ((rc = cache_mdb_errno(mdb_txn_begin(c->env, NULL, 0, &txn))) ||
+	    (rc = cache_mdb_errno(mdb_cursor_open(txn, c->db_blocks, &cur))))
+		goto out;
+	for (mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); mrc == 0;
+	     mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		if (k.mv_size < plen || memcmp(k.mv_data, prefix, plen) != 0)
+			break;
+		if (rec_decode(&v, &r) == 0) {
+			if (n == cap) {
+				uint64_t *nf = realloc(fids, (cap = cap ? 2 * cap : 16) * sizeof(*fids));
+				if (!nf) {
+					rc = -ENOMEM;
+					goto out;
+				}
+				fids = nf;
+			}
+			fids[n++] = r.fid;
+			bytes += r.len;
+		}
+		if ((rc = cache_mdb_errno(mdb_cursor_del(cur, 0))))
+			goto out;
+	}
+	if (mrc && mrc != MDB_NOTFOUND && (rc = cache_mdb_errno(mrc)))
+		goto out;
+	mdb_cursor_close(cur);
+	cur = NULL;
+	rc = cache_mdb_errno(mdb_txn_commit(txn));
+	txn = NULL;
+	if (rc)
+		goto out;
+	for (size_t i = 0; i < n; i++)
+		cache_blk_unlink(c, fids[i]);
+	account(c, -(int64_t)n, -(int64_t)bytes);
+out:
+	if (cur)
+		mdb_cursor_close(cur);
+	if (txn)
+		mdb_txn_abort(txn);
+	free(fids);
+	return rc;
+}
+
+/* Marks every block of a version as validated now. */
+static int index_revalidated(struct cache *c, const unsigned char *prefix, size_t plen)
+{
+	MDB_txn *txn = NULL;
+	MDB_cursor *cur = NULL;
+	MDB_val k = { plen, (void *)prefix }, v;
+	struct cache_blkrec r;
+	int64_t now = c->now();
+	int rc, mrc;
+
+	if ((rc = cache_mdb_errno(mdb_txn_begin(c->env, NULL, 0, &txn))) ||
+	    (rc = cache_mdb_errno(mdb_cursor_open(txn, c->db_blocks, &cur))))
+		goto out;
+	for (mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); mrc == 0;
+	     mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		if (k.mv_size < plen || memcmp(k.mv_data, prefix, plen) != 0)
+			break;
+		if (rec_decode(&v, &r) < 0)
+			continue;
+		r.validated_s = now;
+		v.mv_size = sizeof(r);
+		v.mv_data = &r;
+		if ((rc = cache_mdb_errno(mdb_cursor_put(cur, &k, &v, MDB_CURRENT))))
+			goto out;
+	}
+	mdb_cursor_close(cur);
+	cur = NULL;
+	rc = cache_mdb_errno(mdb_txn_commit(txn));
+	txn = NULL;
+out:
+	if (cur)
+		mdb_cursor_close(cur);
+	if (txn)
+		mdb_txn_abort(txn);
+	return rc;
+}
+
+/* Records block file fid (len bytes, checksum crc) for key. Replaces (and deletes the file
+ * of) an older record of the same block. -ENOSPC if the index is full. */
+static int index_put(struct cache *c, const struct bkey *bk, uint64_t fid, uint32_t len,
+		     uint32_t crc)
+{
+	MDB_txn *txn = NULL;
+	MDB_val k = { bk->len, (void *)bk->b }, v;
+	int64_t now = c->now();
+	struct cache_blkrec r = { .version = CACHE_FORMAT, .len = len, .crc = crc, .fid = fid,
+				  .validated_s = now, .used_s = now }, old;
+	bool had_old = false;
+	struct timespec ts;
+	int rc;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	r.fetched_ns = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+	if ((rc = cache_mdb_errno(mdb_txn_begin(c->env, NULL, 0, &txn))))
+		goto out;
+	if (mdb_get(txn, c->db_blocks, &k, &v) == 0 && rec_decode(&v, &old) == 0)
+		had_old = true;
+	v.mv_size = sizeof(r);
+	v.mv_data = &r;
+	if ((rc = cache_mdb_errno(mdb_put(txn, c->db_blocks, &k, &v, 0))))
+		goto out;
+	rc = cache_mdb_errno(mdb_txn_commit(txn));
+	txn = NULL;
+	if (rc)
+		goto out;
+	if (had_old) {
+		cache_blk_unlink(c, old.fid);
+		account(c, 0, (int64_t)len - (int64_t)old.len);
+	} else {
+		account(c, 1, len);
+	}
+out:
+	if (txn)
+		mdb_txn_abort(txn);
+	return rc;
+}
+
+/* ---- last-used times ---- */
+
+static void touch(struct cache *c, const struct bkey *bk, const struct cache_blkrec *r)
+{
+	int64_t now = c->now();
+	bool flush = false;
+
+	if (now - r->used_s < CACHE_TOUCH_GRAIN_S)
+		return;
+	pthread_mutex_lock(&c->mu);
+	if (c->ntouch == c->touch_cap) {
+		size_t cap = c->touch_cap ? 2 * c->touch_cap : 64;
+		struct cache_touch *nt = realloc(c->touches, cap * sizeof(*nt));
+		if (!nt)
+			goto out; /* a lost touch only makes LRU less exact */
+		c->touches = nt;
+		c->touch_cap = cap;
+	}
+	memcpy(c->touches[c->ntouch].key, bk->b, bk->len);
+	c->touches[c->ntouch].klen = bk->len;
+	c->touches[c->ntouch].fid = r->fid;
+	c->touches[c->ntouch].used_s = now;
+	flush = ++c->ntouch >= CACHE_TOUCH_BATCH;
+out:
+	pthread_mutex_unlock(&c->mu);
+	if (flush)
+		cache_touch_flush(c);
+}
+
+/* Writes the pending last-used times in one transaction. */
+int cache_touch_flush(struct cache *c)
+{
+	struct cache_touch *t;
+	size_t n;
+	MDB_txn *txn = NULL;
+	int rc;
+
+	pthread_mutex_lock(&c->mu);
+	t = c->touches;
+	n = c->ntouch;
+	c->touches = NULL;
+	c->ntouch = c->touch_cap = 0;
+	pthread_mutex_unlock(&c->mu);
+	if (n == 0) {
+		free(t);
+		return 0;
+	}
+	if ((rc = cache_mdb_errno(mdb_txn_begin(c->env, NULL, 0, &txn))))
+		goto out;
+	for (size_t i = 0; i < n; i++) {
+		MDB_val k = { t[i].klen, t[i].key }, v;
+		struct cache_blkrec r;
+
+		if (mdb_get(txn, c->db_blocks, &k, &v) || rec_decode(&v, &r) ||
+		    r.fid != t[i].fid || r.used_s >= t[i].used_s)
+			continue;
+		r.used_s = t[i].used_s;
+		v.mv_size = sizeof(r);
+		v.mv_data = &r;
+		if ((rc = cache_mdb_errno(mdb_put(txn, c->db_blocks, &k, &v, 0))))
+			goto out;
+	}
+	rc = cache_mdb_errno(mdb_txn_commit(txn));
+	txn = NULL;
+out:
+	if (txn)
+		mdb_txn_abort(txn);
+	if (rc)
+		bfs_log(BFS_LOG_WARN, "cache: cannot record last-used times: %s", strerror(-rc));
+	free(t);
+	return rc;
+}
+
+/* ---- in-flight sharing ---- */
+
+/* Joins the fetch of key, or starts one. Returns it with a reference held; *leader says
+ * whether the caller must do the work (and call inflight_finish). A waiter returns only once
+ * the leader has finished. NULL on ENOMEM. */
+static struct cache_inflight *inflight_join(struct cache *c, const void *key, size_t klen,
+					    bool reval, bool *leader)
+{
+	struct cache_inflight *f;
+
+	pthread_mutex_lock(&c->mu);
+	for (f = c->inflight; f; f = f->next)
+		if (f->reval == reval && f->klen == klen && memcmp(f->key, key, klen) == 0)
+			break;
+	if (f) {
+		f->refs++;
+		while (!f->done)
+			pthread_cond_wait(&f->cv, &c->mu);
+		*leader = false;
+		goto out;
+	}
+	f = calloc(1, sizeof(*f));
+	if (!f)
+		goto out;
+	memcpy(f->key, key, klen);
+	f->klen = klen;
+	f->reval = reval;
+	f->refs = 1;
+	pthread_cond_init(&f->cv, NULL);
+	f->next = c->inflight;
+	c->inflight = f;
+	*leader = true;
+out:
+	pthread_mutex_unlock(&c->mu);
+	return f;
+}
+
+static void inflight_finish(struct cache *c, struct cache_inflight *f, ssize_t rc)
+{
+	pthread_mutex_lock(&c->mu);
+	for (struct cache_inflight **p = &c->inflight; *p; p = &(*p)->next) {
+		if (*p == f) {
+			*p = f->next;
+			break;
+		}
+	}
+	f->next = NULL;
+	f->rc = rc;
+	f->done = true;
+	pthread_cond_broadcast(&f->cv);
+	pthread_mutex_unlock(&c->mu);
+}
+
+static void inflight_put(struct cache *c, struct cache_inflight *f)
+{
+	bool last;
+
+	pthread_mutex_lock(&c->mu);
+	last = --f->refs == 0;
+	pthread_mutex_unlock(&c->mu);
+	if (!last)
+		return;
+	pthread_cond_destroy(&f->cv);
+	free(f->buf);
+	free(f);
+}
+
+/* Only at close, when no call is running: nothing can be in flight. */
+void cache_inflight_free_all(struct cache *c)
+{
+	while (c->inflight) {
+		struct cache_inflight *f = c->inflight;
+		c->inflight = f->next;
+		pthread_cond_destroy(&f->cv);
+		free(f->buf);
+		free(f);
+	}
+}
+
+/* ---- the read path ---- */
+
+/* Reads block bk (blen bytes) from disk into out and checks it. 0 on success with *r set;
+ * -ENOENT if not cached. A bad record or block file is dropped (and -ENOENT returned): a
+ * block that fails its checksum is never served. */
+static int disk_get(struct cache *c, const struct bkey *bk, size_t blen, void *out,
+		    struct cache_blkrec *r)
+{
+	int rc = index_get(c, bk->b, bk->len, r);
+
+	if (rc == -EBADMSG) {
+		index_drop(c, bk->b, bk->len, UINT64_MAX);
+		return -ENOENT;
+	}
+	if (rc)
+		return -ENOENT;
+	if (r->len != blen) {
+		/* the object's size changed under the same ETag, or the record is damaged */
+		index_drop(c, bk->b, bk->len, r->fid);
+		return -ENOENT;
+	}
+	rc = cache_blk_read(c, r->fid, out, blen, r->crc);
+	if (rc) {
+		char path[4096];
+		cache_blk_path(c, r->fid, path, sizeof(path));
+		bfs_log(BFS_LOG_WARN, "cache: block file %s %s, fetching again", path,
+			rc == -EBADMSG ? "is corrupt" : "is unreadable");
+		index_drop(c, bk->b, bk->len, r->fid);
+		return -ENOENT;
+	}
+	return 0;
+}
+
+/* Stores a fetched block: file first, then the index record. If the disk (or the index) is
+ * full, evicts clean blocks and tries once more; failing that the block is not cached. */
+static void store(struct cache *c, const struct bkey *bk, const void *data, size_t len,
+		  uint64_t gen)
+{
+	uint32_t crc = cache_crc32c(0, data, len);
+	uint64_t fid;
+	int rc = 0;
+
+	for (int attempt = 0; attempt < 2; attempt++) {
+		pthread_mutex_lock(&c->mu);
+		fid = c->next_fid++;
+		bool stale = c->inval_gen != gen;
+		pthread_mutex_unlock(&c->mu);
+		if (stale)
+			return;
+		rc = cache_blk_write(c, fid, data, len);
+		if (rc == 0) {
+			rc = index_put(c, bk, fid, (uint32_t)len, crc);
+			if (rc)
+				cache_blk_unlink(c, fid);
+		}
+		if (rc != -ENOSPC && rc != -EDQUOT)
+			break;
+		if (attempt == 0) {
+			uint64_t bytes, reserve = c->size_cap / 10;
+			if (reserve < 8 * c->block_size)
+				reserve = 8 * c->block_size;
+			pthread_mutex_lock(&c->mu);
+			bytes = c->bytes;
+			pthread_mutex_unlock(&c->mu);
+			cache_evict_to(c, bytes > reserve ? bytes - reserve : 0);
+		}
+	}
+	if (rc) {
+		bfs_log(BFS_LOG_WARN, "cache: not caching a block of %.*s: %s",
+			(int)bk->key_len - 1, (const char *)bk->b, strerror(-rc));
+		return;
+	}
+	/* an invalidation that ran while we stored must not be undone */
+	pthread_mutex_lock(&c->mu);
+	bool stale = c->inval_gen != gen;
+	pthread_mutex_unlock(&c->mu);
+	if (stale)
+		index_drop(c, bk->b, bk->len, fid);
+	cache_evict_kick(c);
+}
+
+/* Fetches block blk into out through src, sharing the fetch with concurrent readers of the
+ * same block. Returns bytes (blen unless the object ended early) or -errno. */
+static ssize_t fetch_shared(struct cache *c, const struct bkey *bk, uint64_t blk, size_t blen,
+			    void *out, const struct cache_source *src)
+{
+	struct cache_inflight *f;
+	struct cache_blkrec r;
+	bool leader = false, hit = false;
+	uint64_t gen;
+	ssize_t rc;
+
+	f = inflight_join(c, bk->b, bk->len, false, &leader);
+	if (!f)
+		return -ENOMEM;
+	if (!leader) {
+		rc = f->rc;
+		if (rc > 0)
+			memcpy(out, f->buf, (size_t)rc);
+		pthread_mutex_lock(&c->mu);
+		c->misses++;
+		pthread_mutex_unlock(&c->mu);
+		inflight_put(c, f);
+		return rc;
+	}
+	pthread_mutex_lock(&c->mu);
+	gen = c->inval_gen;
+	pthread_mutex_unlock(&c->mu);
+	f->buf = malloc(blen ? blen : 1);
+	if (!f->buf) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	/* another leader may have stored the block between our miss and our join */
+	if (disk_get(c, bk, blen, f->buf, &r) == 0 &&
+	    !cache_expired(c->now(), r.validated_s, c->ttl_sec)) {
+		rc = (ssize_t)blen;
+		hit = true;
+		goto out;
+	}
+	rc = src->fetch(src->arg, blk * c->block_size, blen, f->buf);
+	if (rc > (ssize_t)blen)
+		rc = -EIO;
+	if (rc == (ssize_t)blen)
+		store(c, bk, f->buf, blen, gen);
+	else if (rc >= 0)
+		bfs_log(BFS_LOG_WARN, "cache: %.*s ended %zu bytes early at block %" PRIu64,
+			(int)bk->key_len - 1, (const char *)bk->b, blen - (size_t)rc, blk);
+out:
+	if (rc > 0)
+		memcpy(out, f->buf, (size_t)rc);
+	pthread_mutex_lock(&c->mu);
+	if (hit)
+		c->hits++;
+	else
+		c->misses++;
+	pthread_mutex_unlock(&c->mu);
+	inflight_finish(c, f, rc);
+	inflight_put(c, f);
+	return rc;
+}
+
+/* The version of an expired block is asked about once (shared by concurrent readers).
+ * Returns 0 if the version is current (all its blocks now validated), 1 if the block must be
+ * fetched again (no hook), or -errno (-ESTALE: the version's blocks were dropped). */
+static int revalidate(struct cache *c, const struct bkey *bk, uint64_t fid, const char *key,
+		      const char *etag, const struct cache_source *src)
+{
+	struct cache_inflight *f;
+	bool leader = false;
+	int rc;
+
+	if (!src->revalidate) {
+		index_drop(c, bk->b, bk->len, fid);
+		return 1;
+	}
+	f = inflight_join(c, bk->b, bk->ver_len, true, &leader);
+	if (!f)
+		return -ENOMEM;
+	if (!leader) {
+		rc = (int)f->rc;
+		inflight_put(c, f);
+		return rc;
+	}
+	rc = src->revalidate(src->arg, key, etag);
+	if (rc == 0) {
+		int wrc = index_revalidated(c, bk->b, bk->ver_len);
+		if (wrc)
+			bfs_log(BFS_LOG_WARN, "cache: cannot record revalidation of %s: %s", key,
+				strerror(-wrc));
+	} else if (rc == -ESTALE) {
+		index_drop_prefix(c, bk->b, bk->ver_len);
+	} else if (rc > 0) {
+		rc = -EIO;
+	}
+	inflight_finish(c, f, rc);
+	inflight_put(c, f);
+	return rc;
+}
+
+/* Serves block blk of the version into out. Returns bytes or -errno. */
+static ssize_t block_get(struct cache *c, struct bkey *bk, uint64_t blk, size_t blen, void *out,
+			 const char *key, const char *etag, const struct cache_source *src)
+{
+	struct cache_blkrec r;
+	int rc;
+
+	bkey_block(bk, blk);
+	if (disk_get(c, bk, blen, out, &r) == 0) {
+		if (cache_expired(c->now(), r.validated_s, c->ttl_sec)) {
+			rc = revalidate(c, bk, r.fid, key, etag, src);
+			if (rc < 0)
+				return rc;
+			if (rc > 0)
+				return fetch_shared(c, bk, blk, blen, out, src);
+		}
+		pthread_mutex_lock(&c->mu);
+		c->hits++;
+		pthread_mutex_unlock(&c->mu);
+		touch(c, bk, &r);
+		return (ssize_t)blen;
+	}
+	return fetch_shared(c, bk, blk, blen, out, src);
+}
+
+ssize_t cache_read_src(struct cache *c, const char *key, const char *etag, uint64_t obj_size,
+		       uint64_t off, size_t len, void *buf, const struct cache_source *src)
+{
+	struct bkey *bk = NULL;
+	unsigned char *bounce = NULL;
+	uint64_t bs = c->block_size, end;
+	size_t done = 0;
+	ssize_t rc = 0;
+
+	if (!key || !etag || !src || !src->fetch || (len && !buf))
+		return -EINVAL;
+	if (off >= obj_size || len == 0)
+		return 0;
+	end = len > obj_size - off ? obj_size : off + len;
+	bk = malloc(sizeof(*bk));
+	bounce = malloc(bs);
+	if (!bk || !bounce) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	bkey_version(bk, key, etag);
+	for (uint64_t blk = off / bs; blk * bs < end; blk++) {
+		uint64_t boff = blk * bs, s, e;
+		size_t blen = (size_t)(obj_size - boff < bs ? obj_size - boff : bs);
+		ssize_t got = block_get(c, bk, blk, blen, bounce, key, etag, src);
+
+		if (got < 0) {
+			rc = got;
+			goto out;
+		}
+		s = off > boff ? off : boff;
+		e = end < boff + (uint64_t)got ? end : boff + (uint64_t)got;
+		if (e > s) {
+			memcpy((char *)buf + (s - off), bounce + (s - boff), (size_t)(e - s));
+			done += (size_t)(e - s);
+		}
+		if ((size_t)got < blen)
+			break; /* the object ended early */
+	}
+	rc = (ssize_t)done;
+out:
+	free(bounce);
+	free(bk);
+	return rc;
+}
+
+ssize_t cache_read(struct cache *c, const char *key, const char *etag, uint64_t obj_size,
+		   uint64_t off, size_t len, void *buf, cache_fetch_fn fetch, void *arg)
+{
+	struct cache_source src = { .fetch = fetch, .revalidate = NULL, .arg = arg };
+
+	return cache_read_src(c, key, etag, obj_size, off, len, buf, &src);
+}
+
+void cache_invalidate(struct cache *c, const char *key)
+{
+	struct bkey bk;
+	int rc;
+
+	if (!key)
+		return;
+	bkey_version(&bk, key, "");
+	pthread_mutex_lock(&c->mu);
+	c->inval_gen++;
+	pthread_mutex_unlock(&c->mu);
+	rc = index_drop_prefix(c, bk.b, bk.key_len);
+	if (rc)
+		bfs_log(BFS_LOG_WARN, "cache: cannot invalidate %s: %s", key, strerror(-rc));
+}
+
+/* ---- open ---- */
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* At open: forgets every block if the block size changed (block numbers would mean other
+ * offsets), drops bad records, counts blocks and bytes, and deletes stray block files. */
+int cache_index_load(struct cache *c)
+{
+	MDB_txn *txn = NULL;
+	MDB_cursor *cur = NULL;
+	MDB_val bk = { sizeof("block_size") - 1, "block_size" }, k, v;
+	struct cache_blkrec r;
+	uint64_t *fids = NULL, maxfid = 0;
+	size_t n = 0, cap = 0;
+	int rc, mrc;
+
+	if ((rc = cache_mdb_errno(mdb_txn_begin(c->env, NULL, 0, &txn))))
+		goto out;
+	mrc = mdb_get(txn, c->db_misc, &bk, &v);
+	if (mrc == 0 && (v.mv_size != sizeof(uint64_t) || memcmp(v.mv_data, &c->block_size, 8))) {
+		bfs_log(BFS_LOG_INFO, "cache: block size changed, dropping cached blocks");
+		if ((rc = cache_mdb_errno(mdb_drop(txn, c->db_blocks, 0))))
+			goto out;
+		mrc = MDB_NOTFOUND;
+	}
+	if (mrc == MDB_NOTFOUND) {
+		v.mv_size = sizeof(c->block_size);
+		v.mv_data = &c->block_size;
+		if ((rc = cache_mdb_errno(mdb_put(txn, c->db_misc, &bk, &v, 0))))
+			goto out;
+	} else if (mrc && (rc = cache_mdb_errno(mrc))) {
+		goto out;
+	}
+	if ((rc = cache_mdb_errno(mdb_cursor_open(txn, c->db_blocks, &cur))))
+		goto out;
+	for (mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); mrc == 0;
+	     mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		if (rec_decode(&v, &r) < 0) {
+			if ((rc = cache_mdb_errno(mdb_cursor_del(cur, 0))))
+				goto out;
+			continue;
+		}
+		if (n == cap) {
+			uint64_t *nf = realloc(fids, (cap = cap ? 2 * cap : 256) * sizeof(*fids));
+			if (!nf) {
+				rc = -ENOMEM;
+				goto out;
+			}
+			fids = nf;
+		}
+		fids[n++] = r.fid;
+		c->bytes += r.len;
+		if (r.fid > maxfid)
+			maxfid = r.fid;
+	}
+	c->blocks = n;
+	c->next_fid = maxfid + 1;
+	mdb_cursor_close(cur);
+	cur = NULL;
+	rc = cache_mdb_errno(mdb_txn_commit(txn));
+	txn = NULL;
+	if (rc)
+		goto out;
+	qsort(fids, n, sizeof(*fids), cmp_u64);
+	rc = cache_blk_sweep(c, fids, n);
+out:
+	if (cur)
+		mdb_cursor_close(cur);
+	if (txn)
+		mdb_txn_abort(txn);
+	free(fids);
+	return rc;
+}

@@ -1,0 +1,272 @@
+/* fs/attr.c — attributes from S3: lookup of names, refresh of cached attributes, and the
+ * metadata bucketfs writes back. */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fs/fs_int.h"
+#include "util/util.h"
+
+double bfs_attr_timeout(struct bfs_fs *fs)
+{
+	return fs->opts->stat_ttl;
+}
+
+static bool is_dir_object(const struct s3_object *o)
+{
+	const char *m = s3_meta_get(&o->meta, "mode");
+	if (m) {
+		unsigned long mode = strtoul(m, NULL, 10);
+		if ((mode & S_IFMT) == S_IFDIR)
+			return true;
+		if (mode & S_IFMT)
+			return false;
+	}
+	return strncmp(o->content_type, "application/x-directory", 23) == 0;
+}
+
+void bfs_attr_apply(struct bfs_fs *fs, struct bfs_inode *ino, const struct s3_object *o,
+		    bool is_dir)
+{
+	struct stat st;
+	bfs_meta_to_stat(o, is_dir, &fs->defaults, &st);
+	if (is_dir) {
+		st.st_mode = S_IFDIR | (st.st_mode & 07777);
+		st.st_size = 0;
+	}
+	const char *sino = o ? s3_meta_get(&o->meta, "bfs-ino") : NULL;
+	if (sino && strtoull(sino, NULL, 10) > 1)
+		st.st_ino = (ino_t)strtoull(sino, NULL, 10);
+	else if (ino->st.st_ino)
+		st.st_ino = ino->st.st_ino;
+	else
+		st.st_ino = ino->nodeid; /* replaced by the caller with a key hash where known */
+	st.st_nlink = 1;
+	st.st_blksize = 1 << 20;
+	st.st_blocks = (st.st_size + 511) / 512;
+	ino->st = st;
+	if (o) {
+		snprintf(ino->etag, sizeof(ino->etag), "%s", o->etag);
+		s3_meta_free(&ino->meta);
+		s3_meta_copy(&ino->meta, &o->meta);
+		ino->meta_loaded = true;
+	} else {
+		ino->etag[0] = '\0';
+		s3_meta_free(&ino->meta);
+		s3_meta_init(&ino->meta);
+		ino->meta_loaded = true;
+	}
+	ino->has_marker = is_dir && o != NULL;
+	ino->attr_expire = bfs_mono_ns() + fs->stat_ttl_ns;
+}
+
+int bfs_attr_meta(struct bfs_inode *ino, struct s3_meta *dst)
+{
+	int rc = s3_meta_copy(dst, &ino->meta);
+	if (rc)
+		return rc;
+	rc = bfs_meta_from_stat(&ino->st, dst);
+	if (rc)
+		goto fail;
+	char buf[32];
+	snprintf(buf, sizeof(buf), "%" PRIu64, (uint64_t)ino->st.st_ino);
+	rc = s3_meta_set(dst, "bfs-ino", buf);
+	if (rc)
+		goto fail;
+	return 0;
+fail:
+	s3_meta_free(dst);
+	return rc;
+}
+
+void bfs_fill_entry(struct bfs_fs *fs, struct bfs_inode *ino, struct fuse_entry_param *e)
+{
+	memset(e, 0, sizeof(*e));
+	e->ino = ino->nodeid;
+	e->generation = 1;
+	pthread_mutex_lock(&ino->lock);
+	e->attr = ino->st;
+	pthread_mutex_unlock(&ino->lock);
+	e->attr_timeout = bfs_attr_timeout(fs);
+	e->entry_timeout = bfs_attr_timeout(fs);
+}
+
+/* What S3 says about a name: a file-like object, a directory (with or without marker). */
+struct found {
+	bool exists, is_dir, marker;
+	struct s3_object obj; /* valid when !is_dir || marker */
+};
+
+/* Probes S3 for key (no trailing slash): HEAD key; if absent, LIST key/ for a directory and
+ * HEAD key/ when its marker exists. dir_hint: the listing says it is a directory, so start
+ * there. */
+static int probe(struct bfs_fs *fs, const char *key, int dir_hint, struct found *f)
+{
+	memset(f, 0, sizeof(*f));
+	s3_object_init(&f->obj);
+	int rc;
+	char *dkey = NULL;
+	if (dir_hint != 1) {
+		rc = s3_head(fs->s3, key, &f->obj);
+		if (rc == 0) {
+			f->exists = true;
+			f->is_dir = is_dir_object(&f->obj);
+			f->marker = f->is_dir;
+			return 0;
+		}
+		s3_object_free(&f->obj);
+		s3_object_init(&f->obj);
+		if (rc != -ENOENT)
+			return rc;
+		if (dir_hint == 0)
+			return 0; /* listing says it is a file, and it is gone */
+	}
+	if (asprintf(&dkey, "%s/", key) < 0)
+		return -ENOMEM;
+	if (dir_hint == 1) {
+		rc = s3_head(fs->s3, dkey, &f->obj);
+		if (rc == 0) {
+			f->exists = f->is_dir = f->marker = true;
+			goto out;
+		}
+		s3_object_free(&f->obj);
+		s3_object_init(&f->obj);
+		if (rc != -ENOENT)
+			goto out;
+	}
+	struct s3_list_page page;
+	rc = s3_list(fs->s3, dkey, NULL, NULL, 1, &page);
+	if (rc)
+		goto out;
+	if (page.nobjects > 0) {
+		f->exists = f->is_dir = true;
+		bool marker = strcmp(page.objects[0].key, dkey) == 0;
+		s3_list_page_free(&page);
+		if (marker && dir_hint != 1) {
+			rc = s3_head(fs->s3, dkey, &f->obj);
+			if (rc == 0)
+				f->marker = true;
+			else if (rc == -ENOENT)
+				rc = 0;
+		}
+	} else {
+		s3_list_page_free(&page);
+	}
+out:
+	free(dkey);
+	return rc;
+}
+
+/* Fills ino from a probe result (takes ino->lock). */
+static void apply_found(struct bfs_fs *fs, struct bfs_inode *ino, struct found *f,
+			const char *key)
+{
+	pthread_mutex_lock(&ino->lock);
+	if (!bfs_is_dirty(ino)) {
+		ino_t old = ino->st.st_ino;
+		ino->st.st_ino = old ? old : bfs_ino_of_key(key);
+		bfs_attr_apply(fs, ino, f->is_dir && !f->marker ? NULL : &f->obj, f->is_dir);
+	}
+	pthread_mutex_unlock(&ino->lock);
+}
+
+int bfs_attr_refresh(struct bfs_fs *fs, struct bfs_inode *ino, bool force)
+{
+	if (ino == fs->root)
+		return 0;
+	pthread_mutex_lock(&ino->lock);
+	bool fresh = bfs_is_dirty(ino) || ino->uploading ||
+		     (!force && ino->attr_expire > bfs_mono_ns());
+	bool is_dir = S_ISDIR(ino->st.st_mode);
+	pthread_mutex_unlock(&ino->lock);
+	if (fresh)
+		return 0;
+	char *key = bfs_inode_key(fs, ino);
+	if (!key)
+		return -ENOMEM;
+	if (is_dir)
+		key[strlen(key) - 1] = '\0';
+	struct found f;
+	int rc = probe(fs, key, is_dir ? 1 : 0, &f);
+	if (rc == 0 && (!f.exists || f.is_dir != is_dir))
+		rc = -ENOENT;
+	if (rc == 0)
+		apply_found(fs, ino, &f, key);
+	s3_object_free(&f.obj);
+	free(key);
+	return rc;
+}
+
+int bfs_attr_lookup(struct bfs_fs *fs, struct bfs_inode *parent, const char *name,
+		    struct bfs_inode **out)
+{
+	*out = NULL;
+	if (strlen(name) > 1024)
+		return -ENAMETOOLONG;
+	struct bfs_inode *ino = bfs_inode_child(fs, parent, name);
+	if (ino) {
+		int rc = bfs_attr_refresh(fs, ino, false);
+		if (rc == 0) {
+			*out = ino;
+			return 0;
+		}
+		if (rc != -ENOENT) {
+			bfs_inode_unpin(fs, ino);
+			return rc;
+		}
+		/* gone or changed type: forget this one, look again */
+		bfs_inode_detach(fs, ino);
+		bfs_inode_unpin(fs, ino);
+	}
+
+	/* a fresh listing of the parent answers negative lookups and tells the type */
+	int hint = -1;
+	pthread_mutex_lock(&parent->lock);
+	if (parent->listing && parent->listing->expire > bfs_mono_ns()) {
+		long i = bfs_listing_find(parent->listing, name);
+		if (i < 0) {
+			pthread_mutex_unlock(&parent->lock);
+			return -ENOENT;
+		}
+		hint = parent->listing->ents[i].is_dir ? 1 : 0;
+	}
+	pthread_mutex_unlock(&parent->lock);
+
+	char *key = bfs_child_key(fs, parent, name, false);
+	if (!key)
+		return -ENOMEM;
+	struct found f;
+	int rc = probe(fs, key, hint, &f);
+	if (rc == 0 && !f.exists && hint != -1) {
+		/* the listing was stale: ask without a hint */
+		s3_object_free(&f.obj);
+		rc = probe(fs, key, -1, &f);
+	}
+	if (rc)
+		goto out;
+	if (!f.exists) {
+		rc = -ENOENT;
+		goto out;
+	}
+	mode_t type = S_IFREG;
+	if (f.is_dir) {
+		type = S_IFDIR;
+	} else {
+		struct stat st;
+		bfs_meta_to_stat(&f.obj, false, &fs->defaults, &st);
+		type = st.st_mode & S_IFMT;
+	}
+	ino = bfs_inode_make(fs, parent, name, type);
+	if (!ino) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	apply_found(fs, ino, &f, key);
+	*out = ino;
+out:
+	s3_object_free(&f.obj);
+	free(key);
+	return rc;
+}

@@ -1,0 +1,202 @@
+/* fs/fs_int.h — private to fs/: the file system state shared by the ops_*.c files.
+ *
+ * Locking (outermost first): fs->lock (inode table, names, parents, lookup counts, upload
+ * queue) → ino->lock (attributes, metadata, staging file, listing). ino->lock is never taken
+ * while holding another inode's lock, except parent-then-child in bfs_inode_key (which takes
+ * fs->lock only). No lock is held across S3 requests. */
+#ifndef BFS_FS_INT_H
+#define BFS_FS_INT_H
+
+#define FUSE_USE_VERSION 312
+#include <fuse_lowlevel.h>
+#include <pthread.h>
+
+#include "cache/cache.h"
+#include "fs/fs.h"
+#include "s3/s3.h"
+
+/* A directory's cached listing: child names and whether each is a directory. */
+struct bfs_dirent {
+	char *name;
+	bool is_dir;
+};
+struct bfs_listing {
+	struct bfs_dirent *ents; /* sorted by name; owned */
+	size_t n, cap;
+	int64_t expire;          /* monotonic ns; listing is trusted until then */
+};
+
+struct bfs_inode {
+	/* ---- protected by fs->lock ---- */
+	fuse_ino_t nodeid;
+	uint64_t nlookup;           /* kernel lookup count */
+	unsigned pins;              /* in-process references (open handles, uploads, ops) */
+	struct bfs_inode *parent;   /* NULL for root and unlinked inodes; holds a pin on parent */
+	char *name;                 /* name in parent; owned */
+	struct bfs_inode *hnext_id; /* hash chain by nodeid */
+	struct bfs_inode *hnext_nm; /* hash chain by (parent, name) */
+	bool hashed_nm;             /* in the name table */
+	bool unlinked;              /* removed from the tree; no uploads */
+	bool queued;                /* on fs->upload queue */
+	struct bfs_inode *qnext;    /* upload queue link */
+
+	/* ---- protected by lock ---- */
+	pthread_mutex_t lock;
+	pthread_cond_t cond;        /* upload finished / staging ready */
+	struct stat st;             /* what getattr reports (st_ino stable, see inode.c) */
+	int64_t attr_expire;        /* monotonic ns; st trusted until then */
+	char etag[72];              /* ETag of the object in S3; "" if none/unknown */
+	struct s3_meta meta;        /* user metadata as in S3 (plus local changes) */
+	bool meta_loaded;           /* meta reflects a HEAD (or our own write) */
+	bool has_marker;            /* directory: a "dir/" marker object exists */
+	char *link_target;          /* symlink target; owned */
+	struct bfs_listing *listing;/* directory listing cache; owned */
+
+	int open_count, open_writers;
+	int stage_fd;               /* staging data file (journal entry) or -1 */
+	uint64_t stage_id;          /* journal id of stage_fd */
+	char *remote_key;           /* where the object is in S3 while dirty (NULL: nowhere yet) */
+	char base_etag[72];         /* ETag the staged data started from */
+	uint64_t gen;               /* bumped by every change that needs an upload */
+	uint64_t uploaded_gen;      /* gen last uploaded */
+	bool committed;             /* journal record durable for gen */
+	bool uploading;
+	bool staging;               /* bfs_stage_open is downloading the content */
+	bool committing;            /* a journal commit runs without the lock */
+	int upload_err;             /* last upload failure, reported by flush/fsync */
+	unsigned upload_tries;      /* failed uploads in a row (backoff) */             /* last upload failure, reported by flush/fsync */
+	int64_t upload_due;         /* monotonic ns */
+};
+
+struct bfs_fs {
+	struct bfs_options *opts;   /* not owned */
+	struct s3_client *s3;       /* owned */
+	struct cache *cache;        /* owned */
+	struct bfs_defaults defaults;
+	struct fuse_session *se;
+
+	pthread_mutex_t lock;       /* inode table, tree, upload queue */
+	struct bfs_inode **by_id;   /* hash by nodeid */
+	struct bfs_inode **by_nm;   /* hash by (parent, name) */
+	size_t nbuckets;
+	size_t ninodes;
+	uint64_t next_nodeid;
+	struct bfs_inode *root;
+
+	/* write-back */
+	pthread_cond_t upload_cond; /* queue changed / shutting down */
+	pthread_cond_t idle_cond;   /* an upload finished */
+	struct bfs_inode *qhead;    /* pending uploads, in due order (FIFO) */
+	int uploads_running;
+	bool stopping;
+	pthread_t *workers;
+	int nworkers;
+
+	int64_t stat_ttl_ns;
+	int64_t upload_delay_ns;
+};
+
+/* ---- inode.c ---- */
+void bfs_inode_table_init(struct bfs_fs *fs);
+void bfs_inode_table_free(struct bfs_fs *fs);
+/* Finds a live inode by nodeid and pins it; NULL if unknown. Caller bfs_inode_unpin()s. */
+struct bfs_inode *bfs_inode_get(struct bfs_fs *fs, fuse_ino_t nodeid);
+/* Child of parent called name, pinned, or NULL. */
+struct bfs_inode *bfs_inode_child(struct bfs_fs *fs, struct bfs_inode *parent, const char *name);
+/* Creates (or returns the existing) child inode, pinned. mode gives the type. */
+struct bfs_inode *bfs_inode_make(struct bfs_fs *fs, struct bfs_inode *parent, const char *name,
+				 mode_t type);
+void bfs_inode_pin(struct bfs_fs *fs, struct bfs_inode *ino);
+void bfs_inode_unpin(struct bfs_fs *fs, struct bfs_inode *ino);
+/* Adds n to the kernel lookup count (after a successful reply with the entry). */
+void bfs_inode_lookup_ref(struct bfs_fs *fs, struct bfs_inode *ino, uint64_t n);
+void bfs_inode_forget(struct bfs_fs *fs, fuse_ino_t nodeid, uint64_t n);
+/* Object key of ino (directories end in '/', root = prefix). malloc'd, caller frees. */
+char *bfs_inode_key(struct bfs_fs *fs, struct bfs_inode *ino);
+/* Key of name inside directory parent (dir=true adds the trailing '/'). malloc'd. */
+char *bfs_child_key(struct bfs_fs *fs, struct bfs_inode *parent, const char *name, bool dir);
+/* Moves ino to (newparent, newname); an inode already there is detached (unlinked). */
+void bfs_inode_move(struct bfs_fs *fs, struct bfs_inode *ino, struct bfs_inode *newparent,
+		    const char *newname);
+/* Detaches ino from the tree (unlink/rmdir). */
+void bfs_inode_detach(struct bfs_fs *fs, struct bfs_inode *ino);
+/* Stable st_ino for a key (FNV-1a 64 of the key, never 0 or 1). */
+ino_t bfs_ino_of_key(const char *key);
+
+/* ---- attr.c: attributes from S3 ---- */
+/* Fresh attributes of ino from S3 (HEAD, or listing for implicit dirs) unless cached and
+ * unexpired or dirty; force ignores the cache. Returns 0 or -errno (-ENOENT: gone). */
+int bfs_attr_refresh(struct bfs_fs *fs, struct bfs_inode *ino, bool force);
+/* Resolves name in parent: cache, then S3. On success returns a pinned inode in *out. */
+int bfs_attr_lookup(struct bfs_fs *fs, struct bfs_inode *parent, const char *name,
+		    struct bfs_inode **out);
+/* Applies a HEAD result to ino (ino->lock held). */
+void bfs_attr_apply(struct bfs_fs *fs, struct bfs_inode *ino, const struct s3_object *o,
+		    bool is_dir);
+/* Builds the metadata to store for ino: its meta with mode/uid/gid/times from st
+ * (ino->lock held). dst initialised by the callee. */
+int bfs_attr_meta(struct bfs_inode *ino, struct s3_meta *dst);
+/* Entry/attr timeouts in seconds for replies. */
+double bfs_attr_timeout(struct bfs_fs *fs);
+void bfs_fill_entry(struct bfs_fs *fs, struct bfs_inode *ino, struct fuse_entry_param *e);
+
+/* ---- listing.c ---- */
+/* Reads the whole listing of directory dir from S3 (all pages) into *out (caller frees with
+ * bfs_listing_free), merged with local inodes not yet uploaded. */
+int bfs_listing_fetch(struct bfs_fs *fs, struct bfs_inode *dir, struct bfs_listing **out);
+void bfs_listing_free(struct bfs_listing *l);
+int bfs_listing_add(struct bfs_listing *l, const char *name, bool is_dir);
+void bfs_listing_remove(struct bfs_listing *l, const char *name);
+/* Index of name in l or -1. */
+long bfs_listing_find(const struct bfs_listing *l, const char *name);
+struct bfs_listing *bfs_listing_copy(const struct bfs_listing *l);
+/* Updates the cached listing of dir after a local create/remove (no-op if none cached). */
+void bfs_listing_note(struct bfs_fs *fs, struct bfs_inode *dir, const char *name, bool is_dir,
+		      bool present);
+
+/* ---- upload.c: write-back ---- */
+int bfs_upload_start(struct bfs_fs *fs);
+/* Waits for every pending upload, then stops the workers. */
+void bfs_upload_stop(struct bfs_fs *fs);
+/* Makes ino's staged data + metadata durable in the journal (ino->lock held). */
+int bfs_upload_commit(struct bfs_fs *fs, struct bfs_inode *ino);
+/* Queues ino for upload after the upload delay (delay=false: now). */
+void bfs_upload_schedule(struct bfs_fs *fs, struct bfs_inode *ino, bool now);
+/* Uploads ino now and waits; returns the upload's result. */
+int bfs_upload_sync(struct bfs_fs *fs, struct bfs_inode *ino);
+/* Creates a staging file for ino holding its current content (download unless trunc).
+ * ino->lock held; drops and retakes it around the download. */
+int bfs_stage_open(struct bfs_fs *fs, struct bfs_inode *ino, bool trunc);
+/* Drops ino's staging file and journal entry (unlink of a dirty file). ino->lock held. */
+void bfs_stage_discard(struct bfs_fs *fs, struct bfs_inode *ino);
+/* Marks a change that needs an upload (ino->lock held). */
+void bfs_mark_dirty(struct bfs_inode *ino);
+/* Uploads entries found in the journal at mount (crash recovery). */
+int bfs_upload_recover(struct bfs_fs *fs);
+/* Whether ino has local changes not yet in S3 (ino->lock held). */
+bool bfs_is_dirty(const struct bfs_inode *ino);
+
+/* ---- ops_*.c ---- */
+void bfs_ops_entry(struct fuse_lowlevel_ops *ops);
+void bfs_ops_dir(struct fuse_lowlevel_ops *ops);
+void bfs_ops_file(struct fuse_lowlevel_ops *ops);
+void bfs_ops_xattr(struct fuse_lowlevel_ops *ops);
+void bfs_ops_rename(struct fuse_lowlevel_ops *ops);
+/* 0 if directory dir has no entries (in S3 or pending), -ENOTEMPTY, or -errno. */
+int bfs_dir_empty(struct bfs_fs *fs, struct bfs_inode *dir);
+/* Opens ino for a handle in fi (pins ino for the handle). */
+int bfs_open_file(struct bfs_fs *fs, struct bfs_inode *ino, int flags, struct fuse_file_info *fi);
+/* Creates a new local node name in parent (type and permissions in mode; link = symlink
+ * target), owned by the caller of req, dirty and scheduled for upload. *out pinned. */
+int bfs_make_node(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+		  const char *link, struct bfs_inode **out);
+/* Stores ino's changed attributes/metadata (ino->lock held): folded into a pending upload
+ * when one exists, else one CopyObject (files) or marker PUT (directories). */
+int bfs_store_meta(struct bfs_fs *fs, struct bfs_inode *ino);
+/* Fills ops with every operation bucketfs implements. */
+void bfs_fs_ops(struct fuse_lowlevel_ops *ops);
+int bfs_fs_new(struct bfs_options *o, struct s3_client *s3, struct cache *cache,
+	       struct bfs_fs **out);
+void bfs_fs_free(struct bfs_fs *fs);
+
+#endif

@@ -1,0 +1,208 @@
+/* fs/main.c — bin/bucketfs: parse options, check the bucket, recover the journal, mount,
+ * daemonize once the mount is live, serve until unmounted, finish every upload. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "fs/fs_int.h"
+#include "util/util.h"
+
+static void die(const char *fmt, const char *a, const char *b)
+{
+	fprintf(stderr, "bucketfs: ");
+	fprintf(stderr, fmt, a, b);
+	fputc('\n', stderr);
+}
+
+static int make_client(const struct bfs_options *o, const struct bfs_creds *cr,
+		       struct s3_client **out)
+{
+	struct s3_config cfg = {
+		.endpoint = o->endpoint,
+		.region = o->region,
+		.bucket = o->bucket,
+		.path_style = o->path_style,
+		.insecure = o->insecure,
+		.ca_file = o->ca_file,
+		.access_key = cr->access_key,
+		.secret_key = cr->secret_key,
+		.session_token = cr->session_token,
+		.max_connections = o->max_connections,
+		.part_size = o->part_size,
+	};
+	return s3_client_new(&cfg, out);
+}
+
+static int open_cache(const struct bfs_options *o, struct cache **out)
+{
+	struct cache_config cc = {
+		.dir = o->cache_dir,
+		.block_size = o->block_size,
+		.size_cap = o->cache_size,
+		.ttl_sec = o->cache_ttl,
+	};
+	int rc = cache_open(&cc, out);
+	if (rc == -EBUSY)
+		die("cache_dir %s is in use by another bucketfs mount", o->cache_dir, "");
+	else if (rc)
+		die("cannot use cache_dir %s: %s", o->cache_dir, strerror(-rc));
+	return rc;
+}
+
+/* Everything that can fail for a reason the user must hear about, checked while we still
+ * have a terminal: credentials, endpoint, bucket, cache directory, journal recovery. */
+static int preflight(struct bfs_options *o, struct bfs_creds *cr)
+{
+	struct s3_client *s3 = NULL;
+	struct cache *cache = NULL;
+	struct bfs_fs *fs = NULL;
+	const char *where = o->endpoint ? o->endpoint : "AWS S3";
+	int rc = make_client(o, cr, &s3);
+	if (rc) {
+		die("cannot set up the S3 client for %s: %s", where, strerror(-rc));
+		goto out;
+	}
+	rc = s3_bucket_check(s3);
+	switch (rc) {
+	case 0:
+		break;
+	case -ENXIO:
+	case -ENOENT:
+		die("bucket '%s' does not exist at %s", o->bucket, where);
+		goto out;
+	case -EACCES:
+	case -EPERM:
+		die("access denied to bucket '%s' (check the credentials): %s", o->bucket,
+		    s3_last_error());
+		goto out;
+	case -EHOSTUNREACH:
+	case -ECONNREFUSED:
+	case -ETIMEDOUT:
+		die("cannot reach %s: %s", where, s3_last_error());
+		goto out;
+	default:
+		die("cannot check bucket '%s': %s", o->bucket, s3_last_error());
+		goto out;
+	}
+	rc = open_cache(o, &cache);
+	if (rc)
+		goto out;
+	rc = bfs_fs_new(o, s3, cache, &fs);
+	if (rc == 0) {
+		rc = bfs_upload_recover(fs);
+		if (rc)
+			die("could not upload all data left in the journal by an earlier mount "
+			    "(%s); it is kept in %s", strerror(-rc), o->cache_dir);
+	}
+out:
+	bfs_fs_free(fs);
+	if (cache)
+		cache_close(cache);
+	s3_client_free(s3);
+	return rc;
+}
+
+int main(int argc, char **argv)
+{
+	struct bfs_options o;
+	struct bfs_creds cr = { 0 };
+	struct fuse_session *se = NULL;
+	struct bfs_fs *fs = NULL;
+	struct s3_client *s3 = NULL;
+	struct cache *cache = NULL;
+	char err[1024] = "";
+	int status = 1;
+
+	int rc = bfs_options_parse(argc, argv, &o, err, sizeof(err));
+	if (rc == 1)
+		return 0;
+	if (rc) {
+		fprintf(stderr, "%s\n", err);
+		return 1;
+	}
+	bfs_log_setup(0, o.debug ? BFS_LOG_DEBUG : BFS_LOG_INFO);
+	rc = bfs_creds_load(&o, &cr, err, sizeof(err));
+	if (rc) {
+		fprintf(stderr, "%s\n", err);
+		goto out;
+	}
+	if (preflight(&o, &cr))
+		goto out;
+
+	struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
+	char fsname[600];
+	snprintf(fsname, sizeof(fsname), "-ofsname=bucketfs#%s", o.bucket);
+	/* o.fuse_argv starts with the program name, as FUSE wants */
+	for (int i = 0; i < o.fuse_argc; i++)
+		if (fuse_opt_add_arg(&args, o.fuse_argv[i]))
+			goto out_args;
+	if (fuse_opt_add_arg(&args, fsname) ||
+	    fuse_opt_add_arg(&args, "-osubtype=bucketfs,default_permissions") ||
+	    (o.allow_other && fuse_opt_add_arg(&args, "-oallow_other")) ||
+	    (o.read_only && fuse_opt_add_arg(&args, "-oro")) ||
+	    (o.debug && fuse_opt_add_arg(&args, "-d"))) {
+		fprintf(stderr, "bucketfs: out of memory\n");
+		goto out_args;
+	}
+	struct fuse_lowlevel_ops ops;
+	bfs_fs_ops(&ops);
+	/* the S3 client and the cache are made after daemonizing: threads and LMDB
+	 * environments do not survive fork() */
+	rc = bfs_fs_new(&o, NULL, NULL, &fs);
+	if (rc)
+		goto out_args;
+	se = fuse_session_new(&args, &ops, sizeof(ops), fs);
+	if (!se) {
+		fprintf(stderr, "bucketfs: bad FUSE options (see bucketfs --help)\n");
+		goto out_args;
+	}
+	fs->se = se;
+	if (fuse_set_signal_handlers(se)) {
+		fprintf(stderr, "bucketfs: cannot set signal handlers\n");
+		goto out_session;
+	}
+	if (fuse_session_mount(se, o.mountpoint)) {
+		fprintf(stderr, "bucketfs: cannot mount on %s\n", o.mountpoint);
+		goto out_signals;
+	}
+	if (!o.foreground)
+		bfs_log_setup(1, o.debug ? BFS_LOG_DEBUG : BFS_LOG_INFO);
+	if (fuse_daemonize(o.foreground)) {
+		bfs_log(BFS_LOG_ERR, "cannot daemonize");
+		goto out_unmount;
+	}
+	if (make_client(&o, &cr, &s3) || open_cache(&o, &cache)) {
+		bfs_log(BFS_LOG_ERR, "cannot set up the S3 client or cache_dir %s", o.cache_dir);
+		goto out_unmount;
+	}
+	fs->s3 = s3;
+	fs->cache = cache;
+	bfs_log(BFS_LOG_INFO, "mounted bucket %s%s%s on %s", o.bucket, o.prefix[0] ? ":" : "",
+		o.prefix, o.mountpoint);
+	struct fuse_loop_config *lc = fuse_loop_cfg_create();
+	if (lc) {
+		fuse_loop_cfg_set_max_threads(lc, 64);
+		fuse_loop_cfg_set_idle_threads(lc, 16);
+	}
+	rc = fuse_session_loop_mt(se, lc);
+	fuse_loop_cfg_destroy(lc);
+	status = rc ? 1 : 0;
+out_unmount:
+	fuse_session_unmount(se);
+out_signals:
+	fuse_remove_signal_handlers(se);
+out_session:
+	fuse_session_destroy(se); /* runs destroy: waits for the uploads */
+out_args:
+	fuse_opt_free_args(&args);
+out:
+	bfs_fs_free(fs);
+	if (cache)
+		cache_close(cache);
+	s3_client_free(s3);
+	bfs_creds_free(&cr);
+	bfs_options_free(&o);
+	return status;
+}

@@ -1,0 +1,278 @@
+/* fs/ops_file.c — open files: create, open, read, write, flush, release, fsync. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "fs/fs_int.h"
+#include "util/util.h"
+
+/* An open file handle (fi->fh). Owns a pin on ino. */
+struct bfs_file {
+	struct bfs_inode *ino;
+	bool writer;
+};
+
+/* Attributes fetched this recently count as revalidated for close-to-open: the lookup that
+ * precedes an open has just asked S3. */
+#define OPEN_FRESH_NS (200 * 1000000LL)
+
+int bfs_open_file(struct bfs_fs *fs, struct bfs_inode *ino, int flags, struct fuse_file_info *fi)
+{
+	bool writer = (flags & O_ACCMODE) != O_RDONLY;
+	int rc = 0;
+	pthread_mutex_lock(&ino->lock);
+	bool local = bfs_is_dirty(ino) || ino->stage_fd >= 0;
+	int64_t fetched = ino->attr_expire - fs->stat_ttl_ns;
+	pthread_mutex_unlock(&ino->lock);
+	if (!local && bfs_mono_ns() - fetched > OPEN_FRESH_NS) {
+		rc = bfs_attr_refresh(fs, ino, true); /* close-to-open: see other writers' closes */
+		if (rc)
+			return rc;
+	}
+	struct bfs_file *f = calloc(1, sizeof(*f));
+	if (!f)
+		return -ENOMEM;
+	pthread_mutex_lock(&ino->lock);
+	if (writer) {
+		rc = bfs_stage_open(fs, ino, (flags & O_TRUNC) != 0);
+		if (rc) {
+			pthread_mutex_unlock(&ino->lock);
+			free(f);
+			return rc;
+		}
+		ino->open_writers++;
+	} else if ((flags & O_TRUNC) && ino->st.st_size) {
+		rc = -EACCES;
+	}
+	ino->open_count++;
+	/* keep the kernel's page cache only while the object is the one it cached */
+	fi->keep_cache = 0;
+	pthread_mutex_unlock(&ino->lock);
+	f->ino = ino;
+	f->writer = writer;
+	bfs_inode_pin(fs, ino);
+	fi->fh = (uintptr_t)f;
+	return rc;
+}
+
+static void op_open(fuse_req_t req, fuse_ino_t nodeid, struct fuse_file_info *fi)
+{
+	struct bfs_fs *fs = fuse_req_userdata(req);
+	struct bfs_inode *ino = bfs_inode_get(fs, nodeid);
+	if (!ino) {
+		fuse_reply_err(req, ESTALE);
+		return;
+	}
+	if (fs->opts->read_only && (fi->flags & O_ACCMODE) != O_RDONLY) {
+		bfs_inode_unpin(fs, ino);
+		fuse_reply_err(req, EROFS);
+		return;
+	}
+	int rc = bfs_open_file(fs, ino, fi->flags, fi);
+	bfs_inode_unpin(fs, ino);
+	if (rc)
+		fuse_reply_err(req, -rc);
+	else
+		fuse_reply_open(req, fi);
+}
+
+struct fetch_ctx {
+	struct bfs_fs *fs;
+	const char *key;
+	const char *etag;
+};
+
+static ssize_t fetch_range(void *arg, uint64_t off, size_t len, void *buf)
+{
+	struct fetch_ctx *c = arg;
+	size_t got = 0;
+	int rc = s3_get_range(c->fs->s3, c->key, off, len, buf, &got, c->etag[0] ? c->etag : NULL,
+			      NULL);
+	if (rc) {
+		bfs_log(BFS_LOG_ERR, "%s: read failed: %s", c->key, s3_last_error());
+		return rc;
+	}
+	return (ssize_t)got;
+}
+
+static void op_read(fuse_req_t req, fuse_ino_t nodeid, size_t size, off_t off,
+		    struct fuse_file_info *fi)
+{
+	(void)nodeid;
+	struct bfs_fs *fs = fuse_req_userdata(req);
+	struct bfs_file *f = (struct bfs_file *)(uintptr_t)fi->fh;
+	struct bfs_inode *ino = f->ino;
+	char *buf = malloc(size ? size : 1);
+	if (!buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	ssize_t n;
+	pthread_mutex_lock(&ino->lock);
+	while (ino->staging)
+		pthread_cond_wait(&ino->cond, &ino->lock);
+	uint64_t fsize = (uint64_t)ino->st.st_size;
+	if ((uint64_t)off >= fsize) {
+		pthread_mutex_unlock(&ino->lock);
+		fuse_reply_buf(req, buf, 0);
+		free(buf);
+		return;
+	}
+	if (size > fsize - (uint64_t)off)
+		size = (size_t)(fsize - (uint64_t)off);
+	if (ino->stage_fd >= 0) {
+		/* local data is the truth until it is uploaded */
+		n = pread(ino->stage_fd, buf, size, off);
+		if (n < 0)
+			n = -errno;
+		else if ((size_t)n < size) {
+			memset(buf + n, 0, size - (size_t)n); /* sparse tail */
+			n = (ssize_t)size;
+		}
+		pthread_mutex_unlock(&ino->lock);
+	} else {
+		char etag[sizeof(ino->etag)];
+		memcpy(etag, ino->etag, sizeof(etag));
+		pthread_mutex_unlock(&ino->lock);
+		char *key = bfs_inode_key(fs, ino);
+		if (!key) {
+			n = -ENOMEM;
+		} else {
+			struct fetch_ctx c = { fs, key, etag };
+			n = cache_read(fs->cache, key, etag, fsize, (uint64_t)off, size, buf,
+				       fetch_range, &c);
+			free(key);
+		}
+	}
+	if (n < 0)
+		fuse_reply_err(req, (int)-n);
+	else
+		fuse_reply_buf(req, buf, (size_t)n);
+	free(buf);
+}
+
+static void op_write(fuse_req_t req, fuse_ino_t nodeid, const char *buf, size_t size, off_t off,
+		     struct fuse_file_info *fi)
+{
+	(void)nodeid;
+	struct bfs_fs *fs = fuse_req_userdata(req);
+	struct bfs_file *f = (struct bfs_file *)(uintptr_t)fi->fh;
+	struct bfs_inode *ino = f->ino;
+	int rc = 0;
+	ssize_t n = 0;
+	pthread_mutex_lock(&ino->lock);
+	rc = bfs_stage_open(fs, ino, false);
+	if (rc)
+		goto out;
+	n = pwrite(ino->stage_fd, buf, size, off);
+	if (n < 0) {
+		rc = -errno;
+		goto out;
+	}
+	if ((uint64_t)off + (uint64_t)n > (uint64_t)ino->st.st_size) {
+		ino->st.st_size = off + n;
+		ino->st.st_blocks = (ino->st.st_size + 511) / 512;
+	}
+	struct timespec now;
+	clock_gettime(CLOCK_REALTIME, &now);
+	ino->st.st_mtim = ino->st.st_ctim = now;
+	/* writing clears set-user-ID and set-group-ID, as on a local file system */
+	if (ino->st.st_mode & (S_ISUID | S_ISGID) && fuse_req_ctx(req)->uid != 0)
+		ino->st.st_mode &= ~(mode_t)(S_ISUID | S_ISGID);
+	bfs_mark_dirty(ino);
+out:
+	pthread_mutex_unlock(&ino->lock);
+	if (rc)
+		fuse_reply_err(req, -rc);
+	else
+		fuse_reply_write(req, (size_t)n);
+}
+
+/* Makes ino's changes durable: in the journal, and in S3 when sync or -o sync_close. */
+static int persist(struct bfs_fs *fs, struct bfs_inode *ino, bool sync)
+{
+	pthread_mutex_lock(&ino->lock);
+	bool dirty = bfs_is_dirty(ino);
+	int rc = dirty ? bfs_upload_commit(fs, ino) : 0;
+	pthread_mutex_unlock(&ino->lock);
+	if (rc || !dirty)
+		return rc;
+	if (sync || fs->opts->sync_close)
+		return bfs_upload_sync(fs, ino);
+	bfs_upload_schedule(fs, ino, false);
+	return 0;
+}
+
+static void op_flush(fuse_req_t req, fuse_ino_t nodeid, struct fuse_file_info *fi)
+{
+	(void)nodeid;
+	struct bfs_fs *fs = fuse_req_userdata(req);
+	struct bfs_file *f = (struct bfs_file *)(uintptr_t)fi->fh;
+	int rc = f->writer ? persist(fs, f->ino, false) : 0;
+	fuse_reply_err(req, -rc);
+}
+
+static void op_fsync(fuse_req_t req, fuse_ino_t nodeid, int datasync, struct fuse_file_info *fi)
+{
+	(void)nodeid;
+	(void)datasync;
+	struct bfs_fs *fs = fuse_req_userdata(req);
+	struct bfs_file *f = (struct bfs_file *)(uintptr_t)fi->fh;
+	int rc = persist(fs, f->ino, true);
+	fuse_reply_err(req, -rc);
+}
+
+static void op_release(fuse_req_t req, fuse_ino_t nodeid, struct fuse_file_info *fi)
+{
+	(void)nodeid;
+	struct bfs_fs *fs = fuse_req_userdata(req);
+	struct bfs_file *f = (struct bfs_file *)(uintptr_t)fi->fh;
+	struct bfs_inode *ino = f->ino;
+	pthread_mutex_lock(&ino->lock);
+	ino->open_count--;
+	if (f->writer)
+		ino->open_writers--;
+	bool sched = bfs_is_dirty(ino) && ino->open_writers == 0;
+	pthread_mutex_unlock(&ino->lock);
+	if (sched)
+		bfs_upload_schedule(fs, ino, false);
+	bfs_inode_unpin(fs, ino);
+	free(f);
+	fuse_reply_err(req, 0);
+}
+
+/* create: a new, empty, dirty file; uploaded after its last close. */
+static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+		      struct fuse_file_info *fi)
+{
+	struct bfs_fs *fs = fuse_req_userdata(req);
+	struct fuse_entry_param e;
+	struct bfs_inode *ino = NULL;
+	int rc = bfs_make_node(req, parent, name, S_IFREG | (mode & 07777), NULL, &ino);
+	if (rc)
+		goto out;
+	rc = bfs_open_file(fs, ino, (fi->flags & ~O_TRUNC) | O_RDWR, fi);
+	if (rc)
+		goto out;
+	bfs_fill_entry(fs, ino, &e);
+	bfs_inode_lookup_ref(fs, ino, 1);
+	if (fuse_reply_create(req, &e, fi) == -ENOENT)
+		bfs_inode_forget(fs, ino->nodeid, 1);
+out:
+	if (rc)
+		fuse_reply_err(req, -rc);
+	bfs_inode_unpin(fs, ino);
+}
+
+void bfs_ops_file(struct fuse_lowlevel_ops *ops)
+{
+	ops->open = op_open;
+	ops->create = op_create;
+	ops->read = op_read;
+	ops->write = op_write;
+	ops->flush = op_flush;
+	ops->fsync = op_fsync;
+	ops->release = op_release;
+}

@@ -1,0 +1,280 @@
+/* fs/ops_rename.c — rename of files and directories.
+ *
+ * A file whose upload is pending is just renamed in the tree: its upload goes straight to
+ * the new key (and deletes the old object if there was one). Anything else is moved
+ * server-side: CopyObject then DeleteObject, for a directory once per object below it, in
+ * parallel; no data passes through this machine. */
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fs/fs_int.h"
+#include "util/util.h"
+
+#define COPY_THREADS 16
+
+struct copy_job {
+	struct bfs_fs *fs;
+	char **src, **dst;
+	size_t n;
+	atomic_size_t next;
+	atomic_int err;
+};
+
+static void *copy_worker(void *arg)
+{
+	struct copy_job *j = arg;
+	for (;;) {
+		size_t i = atomic_fetch_add(&j->next, 1);
+		if (i >= j->n || atomic_load(&j->err))
+			break;
+		int rc = s3_copy(j->fs->s3, j->src[i], j->dst[i], NULL, NULL, NULL, NULL);
+		if (rc) {
+			bfs_log(BFS_LOG_ERR, "rename: copy %s failed: %s", j->src[i], s3_last_error());
+			int zero = 0;
+			atomic_compare_exchange_strong(&j->err, &zero, rc);
+		}
+	}
+	return NULL;
+}
+
+/* Copies every object under oldp to the same name under newp, then deletes the old ones. */
+static int move_prefix(struct bfs_fs *fs, const char *oldp, const char *newp)
+{
+	struct copy_job j = { .fs = fs };
+	size_t cap = 0, ol = strlen(oldp);
+	char *token = NULL;
+	int rc = 0;
+	for (;;) {
+		struct s3_list_page page;
+		rc = s3_list(fs->s3, oldp, NULL, token, 1000, &page);
+		free(token);
+		token = NULL;
+		if (rc)
+			goto out;
+		for (size_t i = 0; i < page.nobjects && rc == 0; i++) {
+			if (j.n == cap) {
+				cap = cap ? cap * 2 : 256;
+				char **s = realloc(j.src, cap * sizeof(*s));
+				char **d = s ? realloc(j.dst, cap * sizeof(*d)) : NULL;
+				if (s)
+					j.src = s;
+				if (d)
+					j.dst = d;
+				if (!s || !d) {
+					rc = -ENOMEM;
+					break;
+				}
+			}
+			const char *k = page.objects[i].key;
+			j.src[j.n] = strdup(k);
+			if (asprintf(&j.dst[j.n], "%s%s", newp, k + ol) < 0)
+				j.dst[j.n] = NULL;
+			if (!j.src[j.n] || !j.dst[j.n]) {
+				free(j.src[j.n]);
+				free(j.dst[j.n]);
+				rc = -ENOMEM;
+				break;
+			}
+			j.n++;
+		}
+		if (rc == 0 && page.next_token && !(token = strdup(page.next_token)))
+			rc = -ENOMEM;
+		s3_list_page_free(&page);
+		if (rc || !token)
+			break;
+	}
+	if (rc)
+		goto out;
+	pthread_t th[COPY_THREADS];
+	int nth = j.n < COPY_THREADS ? (int)j.n : COPY_THREADS, started = 0;
+	for (; started < nth; started++)
+		if (pthread_create(&th[started], NULL, copy_worker, &j))
+			break;
+	if (started == 0)
+		copy_worker(&j);
+	for (int i = 0; i < started; i++)
+		pthread_join(th[i], NULL);
+	rc = atomic_load(&j.err);
+	if (rc == 0 && j.n)
+		rc = s3_delete_many(fs->s3, (const char *const *)j.src, j.n);
+	/* on failure the copies stay: nothing is lost, and a retry overwrites them */
+out:
+	free(token);
+	for (size_t i = 0; i < j.n; i++) {
+		free(j.src[i]);
+		free(j.dst[i]);
+	}
+	free(j.src);
+	free(j.dst);
+	return rc;
+}
+
+/* After a directory moved from oldp to newp: pending uploads below it carry the new key in
+ * their journal records, and their old objects were moved along with the rest. */
+static void fix_pending_below(struct bfs_fs *fs, const char *oldp, const char *newp)
+{
+	size_t cap = 0, n = 0;
+	struct bfs_inode **list = NULL;
+	pthread_mutex_lock(&fs->lock);
+	for (size_t b = 0; b < fs->nbuckets; b++) {
+		for (struct bfs_inode *i = fs->by_id[b]; i; i = i->hnext_id) {
+			if (i->unlinked || __atomic_load_n(&i->stage_fd, __ATOMIC_RELAXED) < 0)
+				continue;
+			if (n == cap) {
+				cap = cap ? cap * 2 : 64;
+				struct bfs_inode **nl = realloc(list, cap * sizeof(*nl));
+				if (!nl)
+					break;
+				list = nl;
+			}
+			i->pins++;
+			list[n++] = i;
+		}
+	}
+	pthread_mutex_unlock(&fs->lock);
+	size_t ol = strlen(oldp);
+	for (size_t k = 0; k < n; k++) {
+		struct bfs_inode *i = list[k];
+		char *key = bfs_inode_key(fs, i);
+		bool below = key && strncmp(key, newp, strlen(newp)) == 0;
+		free(key);
+		if (!below) {
+			bfs_inode_unpin(fs, i);
+			continue;
+		}
+		pthread_mutex_lock(&i->lock);
+		if (i->remote_key && strncmp(i->remote_key, oldp, ol) == 0) {
+			char *nk;
+			if (asprintf(&nk, "%s%s", newp, i->remote_key + ol) >= 0) {
+				free(i->remote_key);
+				i->remote_key = nk;
+			}
+		}
+		if (i->stage_fd >= 0) {
+			i->committed = false; /* the record holds the key: write it again */
+			bfs_upload_commit(fs, i);
+		}
+		pthread_mutex_unlock(&i->lock);
+		bfs_inode_unpin(fs, i);
+	}
+	free(list);
+}
+
+static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
+		      const char *newname, unsigned int flags)
+{
+	struct bfs_fs *fs = fuse_req_userdata(req);
+	struct bfs_inode *dir = bfs_inode_get(fs, parent), *ndir = bfs_inode_get(fs, newparent);
+	struct bfs_inode *src = NULL, *dst = NULL;
+	char *okey = NULL, *nkey = NULL;
+	int rc = dir && ndir ? 0 : -ESTALE;
+	if (rc == 0 && fs->opts->read_only)
+		rc = -EROFS;
+	if (rc == 0 && (flags & RENAME_EXCHANGE))
+		rc = -EINVAL;
+	if (rc == 0 && strlen(newname) > 1024)
+		rc = -ENAMETOOLONG;
+	if (rc == 0)
+		rc = bfs_attr_lookup(fs, dir, name, &src);
+	if (rc)
+		goto out;
+	int drc = bfs_attr_lookup(fs, ndir, newname, &dst);
+	if (drc && drc != -ENOENT) {
+		rc = drc;
+		goto out;
+	}
+	if (dst == src)
+		goto out; /* same file: nothing to do */
+	bool is_dir = S_ISDIR(src->st.st_mode);
+	if (dst) {
+		if (flags & RENAME_NOREPLACE)
+			rc = -EEXIST;
+		else if (S_ISDIR(dst->st.st_mode) && !is_dir)
+			rc = -EISDIR;
+		else if (!S_ISDIR(dst->st.st_mode) && is_dir)
+			rc = -ENOTDIR;
+		else if (is_dir)
+			rc = bfs_dir_empty(fs, dst);
+		if (rc)
+			goto out;
+	}
+	okey = bfs_inode_key(fs, src);
+	nkey = bfs_child_key(fs, ndir, newname, is_dir);
+	if (!okey || !nkey) {
+		rc = -ENOMEM;
+		goto out;
+	}
+
+	pthread_mutex_lock(&src->lock);
+	while (src->uploading || src->staging || src->committing)
+		pthread_cond_wait(&src->cond, &src->lock);
+	bool pending = src->stage_fd >= 0;
+	bool meta_loaded = src->meta_loaded;
+	struct s3_meta m;
+	s3_meta_init(&m);
+	char etag[sizeof(src->etag)];
+	memcpy(etag, src->etag, sizeof(etag));
+	if (!pending && !is_dir && meta_loaded)
+		rc = bfs_attr_meta(src, &m); /* keeps st_ino stable across the rename */
+	pthread_mutex_unlock(&src->lock);
+	if (rc)
+		goto out;
+
+	if (!pending && !is_dir) {
+		rc = s3_copy(fs->s3, okey, nkey, meta_loaded ? &m : NULL,
+			     meta_loaded ? "application/octet-stream" : NULL,
+			     etag[0] ? etag : NULL, NULL);
+		if (rc == 0)
+			rc = s3_delete(fs->s3, okey);
+		if (rc)
+			bfs_log(BFS_LOG_ERR, "rename %s -> %s failed: %s", okey, nkey,
+				s3_last_error());
+	} else if (is_dir) {
+		rc = move_prefix(fs, okey, nkey);
+	}
+	s3_meta_free(&m);
+	if (rc)
+		goto out;
+
+	if (dst) {
+		/* the replaced name: its pending data, if any, is dropped; its object was
+		 * overwritten (file) or is removed now (empty directory marker) */
+		pthread_mutex_lock(&dst->lock);
+		while (dst->uploading || dst->staging || dst->committing)
+			pthread_cond_wait(&dst->cond, &dst->lock);
+		bool marker = S_ISDIR(dst->st.st_mode) && dst->has_marker && !is_dir;
+		bfs_stage_discard(fs, dst);
+		pthread_mutex_unlock(&dst->lock);
+		if (marker)
+			s3_delete(fs->s3, nkey);
+	}
+	bfs_inode_move(fs, src, ndir, newname);
+	bfs_listing_note(fs, dir, name, is_dir, false);
+	bfs_listing_note(fs, ndir, newname, is_dir, true);
+	cache_invalidate(fs->cache, okey);
+	if (pending) {
+		pthread_mutex_lock(&src->lock);
+		bfs_mark_dirty(src);
+		rc = bfs_upload_commit(fs, src);
+		pthread_mutex_unlock(&src->lock);
+		bfs_upload_schedule(fs, src, false);
+	}
+	if (is_dir)
+		fix_pending_below(fs, okey, nkey);
+out:
+	fuse_reply_err(req, -rc);
+	free(okey);
+	free(nkey);
+	bfs_inode_unpin(fs, src);
+	bfs_inode_unpin(fs, dst);
+	bfs_inode_unpin(fs, dir);
+	bfs_inode_unpin(fs, ndir);
+}
+
+void bfs_ops_rename(struct fuse_lowlevel_ops *ops)
+{
+	ops->rename = op_rename;
+}

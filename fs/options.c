@@ -1,0 +1,626 @@
+/* fs/options.c — the command line: BUCKET[:PREFIX] MOUNTPOINT [-f] [-d] [-o opt[,opt...]].
+ *
+ * bucketfs's own -o options are parsed into struct bfs_options. Options libfuse 3 knows are
+ * passed on in fuse_argv; options mount(8) and fstab add that mean nothing here (_netdev,
+ * nofail, defaults, relatime, x-systemd.*...) are accepted and ignored. Anything else is an
+ * error with one line naming the option and what it wants. */
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <pwd.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "fs/fs.h"
+#include "util/util.h"
+
+#ifndef BFS_VERSION
+#define BFS_VERSION "0.1.0"
+#endif
+
+#define MAX_SECONDS 1e9
+
+/* Passed to fuse_session_new as -o NAME (the list libfuse 3.14 accepts). */
+static const char *const fuse_flags[] = {
+	"allow_root", "default_permissions", "auto_unmount", "rw", "nosuid", "suid", "nodev",
+	"dev", "noexec", "exec", "noatime", "atime", "dirsync", "sync", "async", "blkdev", NULL,
+};
+/* Passed on as -o NAME=VALUE. */
+static const char *const fuse_values[] = {
+	"fsname", "subtype", "max_read", "blksize", "context", "fscontext", "defcontext",
+	"rootcontext", NULL,
+};
+/* From mount(8), fstab or mount.fuse3; no meaning for bucketfs. */
+static const char *const ignored[] = {
+	"_netdev", "nofail", "auto", "noauto", "user", "nouser", "users", "owner", "group",
+	"defaults", "relatime", "norelatime", "strictatime", "nostrictatime", "diratime",
+	"nodiratime", "lazytime", "nolazytime", "iversion", "noiversion", "loud", "silent",
+	NULL,
+};
+
+static const char usage_text[] =
+	"usage: bucketfs BUCKET[:PREFIX] MOUNTPOINT [-f] [-d] [-o OPTION[,OPTION...]]\n"
+	"\n"
+	"Mounts an S3 bucket (or the part of it under PREFIX/) as a directory.\n"
+	"\n"
+	"  -f                   stay in the foreground\n"
+	"  -d                   foreground and debug log\n"
+	"  -h, --help           this help\n"
+	"  -V, --version        version\n"
+	"\n"
+	"S3:\n"
+	"  endpoint=URL         S3 endpoint, e.g. http://127.0.0.1:4568 (default $AWS_ENDPOINT_URL,\n"
+	"                       else AWS)\n"
+	"  region=NAME          signing region (default $AWS_REGION, $AWS_DEFAULT_REGION, us-east-1)\n"
+	"  path_style           http://host/bucket/key instead of http://bucket.host/key\n"
+	"  no_verify_ssl        do not verify the server's TLS certificate\n"
+	"  ca_file=PATH         CA certificates to verify the server with\n"
+	"  profile=NAME         profile in the credentials file (default $AWS_PROFILE, default)\n"
+	"  passwd_file=PATH     s3fs-style KEY:SECRET or BUCKET:KEY:SECRET file (mode 600)\n"
+	"  parallel=N           concurrent S3 requests (default 16)\n"
+	"  part_size=SIZE       multipart upload part size (default 8M)\n"
+	"\n"
+	"Files:\n"
+	"  uid=N, gid=N         owner of objects without x-amz-meta-uid/gid (default: you)\n"
+	"  umask=OCTAL          mode mask for objects without x-amz-meta-mode (default 022)\n"
+	"  stat_ttl=SECONDS     how long attributes and listings are trusted (default 5)\n"
+	"  upload_delay=SECONDS upload this long after the last close (default 0.5)\n"
+	"  sync_close           close() waits for the upload\n"
+	"\n"
+	"Cache:\n"
+	"  cache_dir=PATH       default ~/.cache/bucketfs/HOST/BUCKET (root: /var/cache/bucketfs/...)\n"
+	"  cache_size=SIZE      clean blocks kept (default 0 = 10% of the cache's file system)\n"
+	"  cache_ttl=SECONDS    drop cached blocks older than this (default 0 = never)\n"
+	"  block_size=SIZE      cache block size (default 1M)\n"
+	"\n"
+	"FUSE: allow_other, allow_root, default_permissions, auto_unmount, ro, rw, nosuid, nodev,\n"
+	"noexec, noatime, fsname=NAME, subtype=NAME, max_read=N, ... are passed to FUSE.\n"
+	"Unmount with: fusermount3 -u MOUNTPOINT\n";
+
+struct parse {
+	struct bfs_options *o;
+	char *err;
+	size_t errlen;
+	bool fsname_set, subtype_set;
+};
+
+static int fail(struct parse *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int fail(struct parse *p, const char *fmt, ...)
+{
+	va_list ap;
+	int n = snprintf(p->err, p->errlen, "bucketfs: ");
+	if (n < 0 || (size_t)n >= p->errlen)
+		return -EINVAL;
+	va_start(ap, fmt);
+	vsnprintf(p->err + n, p->errlen - (size_t)n, fmt, ap);
+	va_end(ap);
+	return -EINVAL;
+}
+
+static int bad_value(struct parse *p, const char *name, const char *value, const char *want)
+{
+	return fail(p, "bad value for %s: '%s' (want %s)", name, value, want);
+}
+
+static bool in_list(const char *const *list, const char *s)
+{
+	for (; *list; list++)
+		if (strcmp(*list, s) == 0)
+			return true;
+	return false;
+}
+
+static int fuse_arg_add(struct bfs_options *o, const char *arg)
+{
+	char **v = realloc(o->fuse_argv, (size_t)(o->fuse_argc + 2) * sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	o->fuse_argv = v;
+	if (!(v[o->fuse_argc] = strdup(arg)))
+		return -ENOMEM;
+	v[++o->fuse_argc] = NULL;
+	return 0;
+}
+
+static int fuse_opt_add(struct bfs_options *o, const char *opt)
+{
+	int rc = fuse_arg_add(o, "-o");
+	return rc ? rc : fuse_arg_add(o, opt);
+}
+
+static int set_str(char **dst, const char *s)
+{
+	char *copy = strdup(s);
+	if (!copy)
+		return -ENOMEM;
+	free(*dst);
+	*dst = copy;
+	return 0;
+}
+
+static const char *home_dir(void)
+{
+	const char *h = getenv("HOME");
+	if (h && *h == '/')
+		return h;
+	struct passwd *pw = getpwuid(getuid());
+	return pw && pw->pw_dir ? pw->pw_dir : NULL;
+}
+
+/* path made absolute ("~/" is the home directory): the daemon runs in "/". malloc'd. */
+static char *abs_path(const char *path)
+{
+	char *out = NULL;
+	if (path[0] == '/')
+		return strdup(path);
+	if (path[0] == '~' && (path[1] == '/' || path[1] == '\0')) {
+		const char *h = home_dir();
+		if (h && asprintf(&out, "%s%s", h, path + 1) < 0)
+			out = NULL;
+		return out;
+	}
+	char *cwd = getcwd(NULL, 0);
+	if (!cwd)
+		return NULL;
+	while (path[0] == '.' && path[1] == '/')
+		path += 2;
+	if (asprintf(&out, "%s/%s", strcmp(cwd, "/") == 0 ? "" : cwd, path) < 0)
+		out = NULL;
+	free(cwd);
+	return out;
+}
+
+/* A number of seconds: digits with an optional fraction, 0..MAX_SECONDS. */
+static bool parse_seconds(const char *s, double *out)
+{
+	size_t n = strlen(s);
+	if (n == 0 || strspn(s, "0123456789.") != n || strchr(s, '.') != strrchr(s, '.') ||
+	    strspn(s, ".") == n)
+		return false;
+	double v = strtod(s, NULL);
+	if (!isfinite(v) || v < 0 || v > MAX_SECONDS)
+		return false;
+	*out = v;
+	return true;
+}
+
+/* Decimal digits only, at most max. */
+static bool parse_uint(const char *s, unsigned long long max, unsigned long long *out)
+{
+	if (!*s || strspn(s, "0123456789") != strlen(s))
+		return false;
+	errno = 0;
+	unsigned long long v = strtoull(s, NULL, 10);
+	if (errno || v > max)
+		return false;
+	*out = v;
+	return true;
+}
+
+/* "http[s]://host[:port][/path]" without trailing slashes into *dst. */
+static int set_endpoint(struct parse *p, const char *name, const char *url)
+{
+	const char *rest = NULL;
+	if (strncmp(url, "http://", 7) == 0)
+		rest = url + 7;
+	else if (strncmp(url, "https://", 8) == 0)
+		rest = url + 8;
+	if (!rest || !*rest || *rest == '/' || strpbrk(url, " \t\"'<>\\"))
+		return bad_value(p, name, url, "a URL like https://s3.example.com or http://127.0.0.1:4568");
+	size_t n = strlen(url);
+	while (n > 0 && url[n - 1] == '/')
+		n--;
+	char *copy = strndup(url, n);
+	if (!copy)
+		return -ENOMEM;
+	free(p->o->endpoint);
+	p->o->endpoint = copy;
+	return 0;
+}
+
+/* Handles one -o option (name[=value]). */
+static int handle_opt(struct parse *p, char *opt)
+{
+	struct bfs_options *o = p->o;
+	char *value = strchr(opt, '=');
+	if (value)
+		*value++ = '\0';
+	const char *name = opt;
+	unsigned long long u;
+	uint64_t size;
+	int rc;
+
+	if (!*name)
+		return value ? fail(p, "empty option name in '=%s'", value) : 0;
+
+	/* Flags. */
+	struct { const char *name; bool *field; } flags[] = {
+		{"path_style", &o->path_style}, {"no_verify_ssl", &o->insecure},
+		{"sync_close", &o->sync_close}, {"allow_other", &o->allow_other},
+		{"ro", &o->read_only},
+	};
+	for (size_t i = 0; i < sizeof(flags) / sizeof(flags[0]); i++) {
+		if (strcmp(name, flags[i].name) != 0)
+			continue;
+		if (value)
+			return fail(p, "option %s takes no value (got '%s')", name, value);
+		*flags[i].field = true;
+		/* allow_other and ro are also FUSE's business. */
+		if (strcmp(name, "allow_other") == 0 || strcmp(name, "ro") == 0)
+			return fuse_opt_add(o, name);
+		return 0;
+	}
+	if (strcmp(name, "debug") == 0 && !value) {
+		o->debug = o->foreground = true;
+		return 0;
+	}
+	if (strcmp(name, "rw") == 0 && !value)
+		o->read_only = false;
+	if (in_list(fuse_flags, name)) {
+		if (value)
+			return fail(p, "option %s takes no value (got '%s')", name, value);
+		return fuse_opt_add(o, name);
+	}
+	if (in_list(ignored, name) || strncmp(name, "x-", 2) == 0 || strcmp(name, "comment") == 0)
+		return 0;
+
+	/* Everything below needs a value. */
+	struct { const char *name; char **field; bool path; } strs[] = {
+		{"region", &o->region, false},    {"profile", &o->profile, false},
+		{"ca_file", &o->ca_file, true},    {"passwd_file", &o->passwd_file, true},
+		{"cache_dir", &o->cache_dir, true},
+	};
+	bool known = strcmp(name, "endpoint") == 0 || in_list(fuse_values, name);
+	for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++)
+		known = known || strcmp(name, strs[i].name) == 0;
+	static const char *const numeric[] = {
+		"stat_ttl", "upload_delay", "uid", "gid", "umask", "block_size", "cache_size",
+		"cache_ttl", "part_size", "parallel", NULL,
+	};
+	known = known || in_list(numeric, name);
+	if (!known)
+		return fail(p, "unknown option '%s' (see bucketfs --help)", name);
+	if (!value || !*value)
+		return fail(p, "option %s needs a value (%s=...)", name, name);
+
+	if (strcmp(name, "endpoint") == 0)
+		return set_endpoint(p, name, value);
+	if (in_list(fuse_values, name)) {
+		if (strcmp(name, "fsname") == 0)
+			p->fsname_set = true;
+		if (strcmp(name, "subtype") == 0)
+			p->subtype_set = true;
+		if (strcmp(name, "max_read") == 0 || strcmp(name, "blksize") == 0) {
+			if (!parse_uint(value, UINT_MAX, &u) || u == 0)
+				return bad_value(p, name, value, "a number of bytes");
+		}
+		char *full;
+		if (asprintf(&full, "%s=%s", name, value) < 0)
+			return -ENOMEM;
+		rc = fuse_opt_add(o, full);
+		free(full);
+		return rc;
+	}
+	for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++) {
+		if (strcmp(name, strs[i].name) != 0)
+			continue;
+		if (!strs[i].path)
+			return set_str(strs[i].field, value);
+		char *abs = abs_path(value);
+		if (!abs)
+			return fail(p, "cannot make %s absolute: '%s'", name, value);
+		free(*strs[i].field);
+		*strs[i].field = abs;
+		return 0;
+	}
+
+	if (strcmp(name, "stat_ttl") == 0 || strcmp(name, "upload_delay") == 0) {
+		double v;
+		if (!parse_seconds(value, &v))
+			return bad_value(p, name, value, "a number of seconds >= 0");
+		*(strcmp(name, "stat_ttl") == 0 ? &o->stat_ttl : &o->upload_delay) = v;
+		return 0;
+	}
+	if (strcmp(name, "uid") == 0) {
+		if (!parse_uint(value, UINT32_MAX - 1, &u))
+			return bad_value(p, name, value, "a numeric user id");
+		o->uid = (uid_t)u;
+		o->uid_set = true;
+		return 0;
+	}
+	if (strcmp(name, "gid") == 0) {
+		if (!parse_uint(value, UINT32_MAX - 1, &u))
+			return bad_value(p, name, value, "a numeric group id");
+		o->gid = (gid_t)u;
+		o->gid_set = true;
+		return 0;
+	}
+	if (strcmp(name, "umask") == 0) {
+		if (strlen(value) > 4 || strspn(value, "01234567") != strlen(value) ||
+		    strtoul(value, NULL, 8) > 0777)
+			return bad_value(p, name, value, "an octal mask from 000 to 777, like 022");
+		o->umask = (mode_t)strtoul(value, NULL, 8);
+		return 0;
+	}
+	if (strcmp(name, "cache_ttl") == 0) {
+		if (!parse_uint(value, UINT_MAX, &u))
+			return bad_value(p, name, value, "a whole number of seconds, 0 = never");
+		o->cache_ttl = (unsigned)u;
+		return 0;
+	}
+	if (strcmp(name, "parallel") == 0) {
+		if (!parse_uint(value, 1000, &u) || u == 0)
+			return bad_value(p, name, value, "a number of connections from 1 to 1000");
+		o->max_connections = (int)u;
+		return 0;
+	}
+	if (bfs_parse_size(value, &size) != 0)
+		return bad_value(p, name, value, "a size like 4096, 512K, 8M or 1G");
+	if (strcmp(name, "block_size") == 0) {
+		if (size < 4096 || size > (64u << 20) || (size & (size - 1)))
+			return bad_value(p, name, value, "a power of two from 4K to 64M");
+		o->block_size = size;
+	} else if (strcmp(name, "part_size") == 0) {
+		if (size < (5u << 20) || size > (5ull << 30))
+			return bad_value(p, name, value, "a size from 5M to 5G (S3's part limits)");
+		o->part_size = size;
+	} else {
+		o->cache_size = size;
+	}
+	return 0;
+}
+
+/* Splits a -o argument at commas and handles each option. */
+static int handle_opts(struct parse *p, const char *arg)
+{
+	char *copy = strdup(arg);
+	if (!copy)
+		return -ENOMEM;
+	int rc = 0;
+	char *save = NULL;
+	for (char *opt = strtok_r(copy, ",", &save); opt && !rc; opt = strtok_r(NULL, ",", &save))
+		rc = handle_opt(p, opt);
+	free(copy);
+	return rc;
+}
+
+/* S3's bucket naming rules: 3-63 of [a-z0-9.-], letter or digit at both ends, no "..",
+ * not an IPv4 address. */
+static bool bucket_ok(const char *b)
+{
+	size_t n = strlen(b);
+	if (n < 3 || n > 63 || strspn(b, "abcdefghijklmnopqrstuvwxyz0123456789.-") != n)
+		return false;
+	if (!isalnum((unsigned char)b[0]) || !isalnum((unsigned char)b[n - 1]) || strstr(b, ".."))
+		return false;
+	unsigned a1, a2, a3, a4;
+	char extra;
+	return sscanf(b, "%u.%u.%u.%u%c", &a1, &a2, &a3, &a4, &extra) != 4;
+}
+
+/* BUCKET[:PREFIX] into o->bucket and o->prefix ("" or "a/b/"). */
+static int set_bucket(struct parse *p, const char *arg)
+{
+	struct bfs_options *o = p->o;
+	const char *colon = strchr(arg, ':');
+	size_t blen = colon ? (size_t)(colon - arg) : strlen(arg);
+	if (!(o->bucket = strndup(arg, blen)))
+		return -ENOMEM;
+	if (!bucket_ok(o->bucket))
+		return fail(p, "bad bucket name '%s' (want 3-63 lowercase letters, digits, '.' "
+			    "and '-', starting and ending with a letter or digit)", o->bucket);
+
+	const char *pre = colon ? colon + 1 : "";
+	while (*pre == '/')
+		pre++;
+	size_t n = strlen(pre);
+	while (n > 0 && pre[n - 1] == '/')
+		n--;
+	free(o->prefix);
+	if (!(o->prefix = malloc(n + 2)))
+		return -ENOMEM;
+	memcpy(o->prefix, pre, n);
+	o->prefix[n] = '\0';
+	if (n) {
+		/* Each component must be a usable name. */
+		for (const char *c = o->prefix; c; ) {
+			const char *slash = strchr(c, '/');
+			size_t len = slash ? (size_t)(slash - c) : strlen(c);
+			if (len == 0 || (len == 1 && c[0] == '.') || (len == 2 && !strncmp(c, "..", 2)))
+				return fail(p, "bad prefix '%s' (empty, '.' or '..' path component)",
+					    colon + 1);
+			c = slash ? slash + 1 : NULL;
+		}
+		strcat(o->prefix, "/");
+	}
+	return 0;
+}
+
+static int set_mountpoint(struct parse *p, const char *arg)
+{
+	struct stat st;
+	if (stat(arg, &st) != 0) {
+		if (errno == ENOTCONN)
+			return fail(p, "mountpoint %s: %s (a dead mount? fusermount3 -u %s)", arg,
+				    strerror(errno), arg);
+		return fail(p, "mountpoint %s: %s", arg, strerror(errno));
+	}
+	if (!S_ISDIR(st.st_mode))
+		return fail(p, "mountpoint %s is not a directory", arg);
+	if (!(p->o->mountpoint = realpath(arg, NULL)))
+		return fail(p, "mountpoint %s: %s", arg, strerror(errno));
+	return 0;
+}
+
+static const char *env(const char *name)
+{
+	const char *v = getenv(name);
+	return v && *v ? v : NULL;
+}
+
+/* ~/.cache/bucketfs/HOST/BUCKET, or /var/cache/bucketfs/HOST/BUCKET for root. HOST is the
+ * endpoint's host (with "_PORT"), or AWS's regional endpoint. */
+static int default_cache_dir(struct bfs_options *o)
+{
+	char *host = NULL;
+	int rc = -ENOMEM;
+
+	if (o->endpoint) {
+		const char *h = strstr(o->endpoint, "://") + 3;
+		host = strndup(h, strcspn(h, "/"));
+	} else if (asprintf(&host, "s3.%s.amazonaws.com", o->region) < 0) {
+		host = NULL;
+	}
+	if (!host)
+		return -ENOMEM;
+	for (char *c = host; *c; c++)
+		*c = *c == ':' ? '_' : (char)tolower((unsigned char)*c);
+
+	const char *home = geteuid() == 0 ? NULL : home_dir();
+	int n = home ? asprintf(&o->cache_dir, "%s/.cache/bucketfs/%s/%s", home, host, o->bucket)
+		     : asprintf(&o->cache_dir, "/var/cache/bucketfs/%s/%s", host, o->bucket);
+	if (n < 0)
+		o->cache_dir = NULL;
+	else
+		rc = 0;
+	free(host);
+	return rc;
+}
+
+/* fsname=BUCKET[:PREFIX] with ',' and '\\' escaped for libfuse's option parser. */
+static int default_fsname(struct bfs_options *o)
+{
+	size_t plen = strlen(o->prefix);
+	char *s = malloc(strlen(o->bucket) + 2 * plen + 16), *q = s;
+	if (!s)
+		return -ENOMEM;
+	q += sprintf(q, "fsname=%s", o->bucket);
+	if (plen) {
+		*q++ = ':';
+		for (size_t i = 0; i + 1 < plen; i++) { /* without the trailing '/' */
+			if (o->prefix[i] == ',' || o->prefix[i] == '\\')
+				*q++ = '\\';
+			*q++ = o->prefix[i];
+		}
+	}
+	*q = '\0';
+	int rc = fuse_opt_add(o, s);
+	free(s);
+	return rc;
+}
+
+static int parse(struct parse *p, int argc, char **argv)
+{
+	struct bfs_options *o = p->o;
+	const char *positional[2] = {NULL, NULL};
+	int npos = 0, rc;
+	bool opts_done = false;
+
+	if ((rc = fuse_arg_add(o, argc > 0 && argv[0] ? argv[0] : "bucketfs")))
+		return rc;
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+		if (opts_done || a[0] != '-' || a[1] == '\0') {
+			if (npos == 2)
+				return fail(p, "unexpected argument '%s' (usage: bucketfs "
+					    "BUCKET[:PREFIX] MOUNTPOINT [-o options])", a);
+			positional[npos++] = a;
+		} else if (!strcmp(a, "--")) {
+			opts_done = true;
+		} else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+			fputs(usage_text, stdout);
+			return 1;
+		} else if (!strcmp(a, "-V") || !strcmp(a, "--version")) {
+			printf("bucketfs %s\n", BFS_VERSION);
+			return 1;
+		} else if (!strcmp(a, "-f")) {
+			o->foreground = true;
+		} else if (!strcmp(a, "-d")) {
+			o->foreground = o->debug = true;
+		} else if (!strcmp(a, "-o")) {
+			if (++i == argc)
+				return fail(p, "-o needs an argument");
+			if ((rc = handle_opts(p, argv[i])))
+				return rc;
+		} else if (!strncmp(a, "-o", 2)) {
+			if ((rc = handle_opts(p, a + 2)))
+				return rc;
+		} else {
+			return fail(p, "unknown argument '%s' (see bucketfs --help)", a);
+		}
+	}
+	if (npos < 1)
+		return fail(p, "missing BUCKET (usage: bucketfs BUCKET[:PREFIX] MOUNTPOINT "
+			    "[-o options])");
+	if (npos < 2)
+		return fail(p, "missing MOUNTPOINT (usage: bucketfs BUCKET[:PREFIX] MOUNTPOINT "
+			    "[-o options])");
+	if ((rc = set_bucket(p, positional[0])) || (rc = set_mountpoint(p, positional[1])))
+		return rc;
+
+	/* The environment fills what the command line left open. */
+	const char *ename = env("AWS_ENDPOINT_URL_S3") ? "AWS_ENDPOINT_URL_S3" : "AWS_ENDPOINT_URL";
+	const char *e;
+	if (!o->endpoint && env(ename) && (rc = set_endpoint(p, ename, env(ename))))
+		return rc;
+	if (!o->region && (e = env("AWS_REGION") ? env("AWS_REGION") : env("AWS_DEFAULT_REGION")))
+		if ((rc = set_str(&o->region, e)))
+			return rc;
+	if (!o->region && (rc = set_str(&o->region, "us-east-1")))
+		return rc;
+	if (!o->profile && (rc = set_str(&o->profile, env("AWS_PROFILE") ? env("AWS_PROFILE")
+									 : "default")))
+		return rc;
+	if (!o->cache_dir && (rc = default_cache_dir(o)))
+		return rc;
+	if (!p->fsname_set && (rc = default_fsname(o)))
+		return rc;
+	if (!p->subtype_set && (rc = fuse_opt_add(o, "subtype=bucketfs")))
+		return rc;
+	return 0;
+}
+
+int bfs_options_parse(int argc, char **argv, struct bfs_options *o, char *err, size_t errlen)
+{
+	struct parse p = {.o = o, .err = err, .errlen = errlen};
+
+	memset(o, 0, sizeof(*o));
+	o->stat_ttl = 5;
+	o->uid = geteuid();
+	o->gid = getegid();
+	o->umask = 022;
+	o->upload_delay = 0.5;
+	o->block_size = 1u << 20;
+	o->part_size = 8u << 20;
+	o->max_connections = 16;
+	if (errlen)
+		err[0] = '\0';
+
+	int rc = parse(&p, argc, argv);
+	if (rc == -ENOMEM)
+		fail(&p, "out of memory");
+	if (rc != 0)
+		bfs_options_free(o);
+	return rc;
+}
+
+void bfs_options_free(struct bfs_options *o)
+{
+	free(o->bucket);
+	free(o->prefix);
+	free(o->mountpoint);
+	free(o->endpoint);
+	free(o->region);
+	free(o->ca_file);
+	free(o->profile);
+	free(o->passwd_file);
+	free(o->cache_dir);
+	for (int i = 0; i < o->fuse_argc; i++)
+		free(o->fuse_argv[i]);
+	free(o->fuse_argv);
+	memset(o, 0, sizeof(*o));
+}

@@ -1,0 +1,609 @@
+/* fs/upload.c — write-back: staging files in the cache journal, folding of attribute changes
+ * and renames into one upload, delayed uploads after close, crash recovery at mount.
+ *
+ * Every local change that S3 does not have yet bumps ino->gen. A journal record (data file
+ * + serialized metadata and target key) is made durable before close()/fsync() report
+ * success; the upload then writes gen's state under the inode's *current* key, deletes the
+ * object at its previous key if it moved, and drops the journal entry. */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "fs/fs_int.h"
+#include "util/util.h"
+
+#define SHUTDOWN_TRIES 3
+
+bool bfs_is_dirty(const struct bfs_inode *ino)
+{
+	return ino->gen != ino->uploaded_gen;
+}
+
+void bfs_mark_dirty(struct bfs_inode *ino)
+{
+	ino->gen++;
+	ino->committed = false;
+	ino->upload_err = 0;
+}
+
+/* ---- journal record: "bfs1\n" then "k\t<key>\n", "r\t<remote key>\n", "m\t<name>\t<value>\n",
+ * every field percent-encoded ---- */
+
+static int hexval(int c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/* Decodes %XX in place. */
+static void pct_decode(char *s)
+{
+	char *o = s;
+	for (; *s; s++) {
+		if (*s == '%' && hexval(s[1]) >= 0 && hexval(s[2]) >= 0) {
+			*o++ = (char)(hexval(s[1]) * 16 + hexval(s[2]));
+			s += 2;
+		} else {
+			*o++ = *s;
+		}
+	}
+	*o = '\0';
+}
+
+struct sbuf {
+	char *p;
+	size_t len, cap;
+	int err;
+};
+
+static void sb_add(struct sbuf *b, const char *tag, const char *a, const char *c)
+{
+	const char *parts[3] = { tag, a, c };
+	for (int i = 0; i < 3 && !b->err; i++) {
+		if (!parts[i])
+			continue;
+		char *enc = i == 0 ? strdup(parts[i]) : bfs_uri_encode(parts[i], 1);
+		if (!enc) {
+			b->err = -ENOMEM;
+			return;
+		}
+		size_t n = strlen(enc);
+		if (b->len + n + 2 > b->cap) {
+			size_t ncap = (b->cap + n + 2) * 2;
+			char *np = realloc(b->p, ncap);
+			if (!np) {
+				free(enc);
+				b->err = -ENOMEM;
+				return;
+			}
+			b->p = np;
+			b->cap = ncap;
+		}
+		memcpy(b->p + b->len, enc, n);
+		b->len += n;
+		b->p[b->len++] = (i == 2 || !parts[i + 1]) ? '\n' : '\t';
+		b->p[b->len] = '\0';
+		free(enc);
+	}
+}
+
+static char *record_encode(const char *key, const char *remote, const struct s3_meta *m)
+{
+	struct sbuf b = { 0 };
+	sb_add(&b, "bfs1", NULL, NULL);
+	sb_add(&b, "k", key, NULL);
+	if (remote)
+		sb_add(&b, "r", remote, NULL);
+	for (size_t i = 0; i < m->n; i++)
+		sb_add(&b, "m", m->kv[i].name, m->kv[i].value);
+	if (b.err) {
+		free(b.p);
+		return NULL;
+	}
+	return b.p;
+}
+
+/* Parses a record into key, remote key and metadata (all owned by the caller). */
+static int record_decode(const char *rec, char **key, char **remote, struct s3_meta *m)
+{
+	*key = *remote = NULL;
+	s3_meta_init(m);
+	char *copy = strdup(rec ? rec : "");
+	if (!copy)
+		return -ENOMEM;
+	int rc = -EINVAL;
+	char *save = NULL;
+	char *line = strtok_r(copy, "\n", &save);
+	if (!line || strcmp(line, "bfs1") != 0)
+		goto out;
+	rc = 0;
+	while ((line = strtok_r(NULL, "\n", &save)) && rc == 0) {
+		char *f[3] = { line, NULL, NULL };
+		for (int i = 1; i < 3; i++) {
+			char *t = f[i - 1] ? strchr(f[i - 1], '\t') : NULL;
+			if (t) {
+				*t = '\0';
+				f[i] = t + 1;
+			}
+		}
+		for (int i = 1; i < 3; i++)
+			if (f[i])
+				pct_decode(f[i]);
+		if (strcmp(f[0], "k") == 0 && f[1])
+			rc = (*key = strdup(f[1])) ? 0 : -ENOMEM;
+		else if (strcmp(f[0], "r") == 0 && f[1])
+			rc = (*remote = strdup(f[1])) ? 0 : -ENOMEM;
+		else if (strcmp(f[0], "m") == 0 && f[1] && f[2])
+			rc = s3_meta_set(m, f[1], f[2]);
+	}
+	if (rc == 0 && !*key)
+		rc = -EINVAL;
+out:
+	free(copy);
+	if (rc) {
+		free(*key);
+		free(*remote);
+		*key = *remote = NULL;
+		s3_meta_free(m);
+	}
+	return rc;
+}
+
+static const char *content_type_of(mode_t mode)
+{
+	return S_ISDIR(mode) ? "application/x-directory" : "application/octet-stream";
+}
+
+static void wait_idle(struct bfs_inode *ino)
+{
+	while (ino->staging || ino->committing)
+		pthread_cond_wait(&ino->cond, &ino->lock);
+}
+
+/* ---- staging ---- */
+
+int bfs_stage_open(struct bfs_fs *fs, struct bfs_inode *ino, bool trunc)
+{
+	wait_idle(ino);
+	if (ino->stage_fd >= 0) {
+		if (trunc && S_ISREG(ino->st.st_mode) && ino->st.st_size != 0) {
+			if (ftruncate(ino->stage_fd, 0) < 0)
+				return -errno;
+			ino->st.st_size = 0;
+			bfs_mark_dirty(ino);
+		}
+		return 0;
+	}
+	uint64_t id;
+	int fd, rc = cache_dirty_create(fs->cache, &id, &fd);
+	if (rc)
+		return rc;
+	char *key = bfs_inode_key(fs, ino);
+	if (!key) {
+		rc = -ENOMEM;
+		goto fail;
+	}
+	bool have_remote = ino->etag[0] != '\0';
+	if (S_ISREG(ino->st.st_mode) && !trunc && have_remote && ino->st.st_size > 0) {
+		char etag[sizeof(ino->etag)];
+		memcpy(etag, ino->etag, sizeof(etag));
+		ino->staging = true;
+		pthread_mutex_unlock(&ino->lock);
+		struct s3_object info;
+		rc = s3_get_to_fd(fs->s3, key, fd, etag, NULL, &info);
+		if (rc == 0)
+			s3_object_free(&info);
+		pthread_mutex_lock(&ino->lock);
+		ino->staging = false;
+		pthread_cond_broadcast(&ino->cond);
+		if (rc) {
+			bfs_log(BFS_LOG_ERR, "%s: cannot fetch content for writing: %s", key,
+				s3_last_error());
+			if (rc == -ESTALE)
+				ino->attr_expire = 0; /* changed in S3: reread attributes */
+			goto fail;
+		}
+	} else if (S_ISLNK(ino->st.st_mode) && ino->link_target) {
+		size_t n = strlen(ino->link_target);
+		if (pwrite(fd, ino->link_target, n, 0) != (ssize_t)n) {
+			rc = -errno;
+			goto fail;
+		}
+	}
+	if (trunc && S_ISREG(ino->st.st_mode) && ino->st.st_size != 0) {
+		ino->st.st_size = 0;
+		bfs_mark_dirty(ino);
+	}
+	ino->stage_fd = fd;
+	ino->stage_id = id;
+	free(ino->remote_key);
+	ino->remote_key = have_remote ? key : NULL;
+	if (!have_remote)
+		free(key);
+	memcpy(ino->base_etag, ino->etag, sizeof(ino->base_etag));
+	return 0;
+fail:
+	free(key);
+	close(fd);
+	cache_dirty_remove(fs->cache, id);
+	return rc;
+}
+
+void bfs_stage_discard(struct bfs_fs *fs, struct bfs_inode *ino)
+{
+	wait_idle(ino);
+	if (ino->stage_fd >= 0) {
+		close(ino->stage_fd);
+		cache_dirty_remove(fs->cache, ino->stage_id);
+		ino->stage_fd = -1;
+	}
+	free(ino->remote_key);
+	ino->remote_key = NULL;
+	ino->uploaded_gen = ino->gen;
+	ino->committed = false;
+}
+
+int bfs_upload_commit(struct bfs_fs *fs, struct bfs_inode *ino)
+{
+	wait_idle(ino);
+	if (ino->committed || !bfs_is_dirty(ino) || ino->stage_fd < 0)
+		return 0;
+	struct s3_meta m;
+	int rc = bfs_attr_meta(ino, &m);
+	if (rc)
+		return rc;
+	char *key = bfs_inode_key(fs, ino);
+	char *rec = key ? record_encode(key, ino->remote_key, &m) : NULL;
+	s3_meta_free(&m);
+	if (!rec) {
+		free(key);
+		return -ENOMEM;
+	}
+	struct cache_dirty d = {
+		.id = ino->stage_id,
+		.key = key,
+		.base_etag = ino->base_etag,
+		.meta = rec,
+		.size = S_ISREG(ino->st.st_mode) ? (uint64_t)ino->st.st_size : 0,
+	};
+	uint64_t gen = ino->gen;
+	ino->committing = true;
+	pthread_mutex_unlock(&ino->lock);
+	rc = cache_dirty_commit(fs->cache, &d);
+	pthread_mutex_lock(&ino->lock);
+	ino->committing = false;
+	pthread_cond_broadcast(&ino->cond);
+	free(key);
+	free(rec);
+	if (rc)
+		bfs_log(BFS_LOG_ERR, "journal commit failed: %s", strerror(-rc));
+	else if (ino->gen == gen)
+		ino->committed = true;
+	return rc;
+}
+
+/* ---- the upload itself ---- */
+
+/* Uploads ino's state; called without locks, ino pinned. force: upload even while open for
+ * writing (fsync). Returns the upload's result. */
+static int do_upload(struct bfs_fs *fs, struct bfs_inode *ino, bool force)
+{
+	int rc = 0;
+	char *key = NULL, *old = NULL;
+	int fd = -1;
+	struct s3_meta m;
+	s3_meta_init(&m);
+
+	pthread_mutex_lock(&ino->lock);
+	while (ino->uploading || ino->staging || ino->committing)
+		pthread_cond_wait(&ino->cond, &ino->lock);
+	if (!bfs_is_dirty(ino) || ino->stage_fd < 0)
+		goto unlock;
+	pthread_mutex_lock(&fs->lock);
+	bool unlinked = ino->unlinked;
+	pthread_mutex_unlock(&fs->lock);
+	if (unlinked) {
+		bfs_stage_discard(fs, ino);
+		goto unlock;
+	}
+	if (ino->open_writers > 0 && !force)
+		goto unlock; /* the last close schedules it again */
+	rc = bfs_upload_commit(fs, ino);
+	if (rc)
+		goto unlock;
+	uint64_t gen = ino->gen;
+	mode_t mode = ino->st.st_mode;
+	uint64_t size = S_ISREG(mode) ? (uint64_t)ino->st.st_size
+		      : S_ISLNK(mode) && ino->link_target ? strlen(ino->link_target) : 0;
+	rc = bfs_attr_meta(ino, &m);
+	if (rc)
+		goto unlock;
+	fd = dup(ino->stage_fd);
+	if (fd < 0) {
+		rc = -errno;
+		goto unlock;
+	}
+	key = bfs_inode_key(fs, ino);
+	if (!key) {
+		rc = -ENOMEM;
+		goto unlock;
+	}
+	ino->uploading = true;
+	pthread_mutex_unlock(&ino->lock);
+
+	struct s3_object obj;
+	rc = s3_put_fd(fs->s3, key, fd, size, content_type_of(mode), &m, &obj);
+
+	pthread_mutex_lock(&ino->lock);
+	ino->uploading = false;
+	pthread_cond_broadcast(&ino->cond);
+	if (rc) {
+		ino->upload_err = rc;
+		ino->upload_tries++;
+		bfs_log(BFS_LOG_ERR, "%s: upload failed (%s); kept in the journal: %s", key,
+			strerror(-rc), s3_last_error());
+		goto unlock;
+	}
+	ino->upload_tries = 0;
+	ino->upload_err = 0;
+	snprintf(ino->etag, sizeof(ino->etag), "%s", obj.etag);
+	s3_object_free(&obj);
+	s3_meta_free(&ino->meta);
+	ino->meta = m;
+	s3_meta_init(&m);
+	ino->meta_loaded = true;
+	if (S_ISDIR(mode))
+		ino->has_marker = true;
+	if (ino->remote_key && strcmp(ino->remote_key, key) != 0)
+		old = ino->remote_key;
+	else
+		free(ino->remote_key);
+	ino->remote_key = strdup(key);
+	ino->uploaded_gen = gen;
+	if (!bfs_is_dirty(ino)) {
+		/* S3 has everything: the journal entry goes */
+		close(ino->stage_fd);
+		cache_dirty_remove(fs->cache, ino->stage_id);
+		ino->stage_fd = -1;
+		free(ino->remote_key);
+		ino->remote_key = NULL;
+		memcpy(ino->base_etag, ino->etag, sizeof(ino->base_etag));
+	}
+	ino->attr_expire = bfs_mono_ns() + fs->stat_ttl_ns;
+unlock:
+	pthread_mutex_unlock(&ino->lock);
+	if (old) {
+		int drc = s3_delete(fs->s3, old);
+		if (drc)
+			bfs_log(BFS_LOG_WARN, "%s: cannot delete the old name after rename: %s", old,
+				s3_last_error());
+		free(old);
+	}
+	if (fd >= 0)
+		close(fd);
+	free(key);
+	s3_meta_free(&m);
+	return rc;
+}
+
+int bfs_upload_sync(struct bfs_fs *fs, struct bfs_inode *ino)
+{
+	int rc = do_upload(fs, ino, true);
+	if (rc == 0) {
+		pthread_mutex_lock(&ino->lock);
+		if (bfs_is_dirty(ino) && ino->upload_err)
+			rc = ino->upload_err;
+		pthread_mutex_unlock(&ino->lock);
+	}
+	return rc;
+}
+
+static void enqueue_locked(struct bfs_fs *fs, struct bfs_inode *ino, int64_t due)
+{
+	ino->upload_due = due;
+	if (ino->queued)
+		return;
+	ino->queued = true;
+	ino->pins++;
+	ino->qnext = NULL;
+	struct bfs_inode **pp = &fs->qhead;
+	while (*pp && (*pp)->upload_due <= due)
+		pp = &(*pp)->qnext;
+	ino->qnext = *pp;
+	*pp = ino;
+	pthread_cond_signal(&fs->upload_cond);
+}
+
+void bfs_upload_schedule(struct bfs_fs *fs, struct bfs_inode *ino, bool now)
+{
+	int64_t due = bfs_mono_ns() + (now ? 0 : fs->upload_delay_ns);
+	pthread_mutex_lock(&fs->lock);
+	enqueue_locked(fs, ino, due);
+	pthread_mutex_unlock(&fs->lock);
+}
+
+static void *worker(void *arg)
+{
+	struct bfs_fs *fs = arg;
+	pthread_mutex_lock(&fs->lock);
+	for (;;) {
+		struct bfs_inode *ino = fs->qhead;
+		if (!ino) {
+			if (fs->stopping)
+				break;
+			pthread_cond_wait(&fs->upload_cond, &fs->lock);
+			continue;
+		}
+		int64_t now = bfs_mono_ns();
+		if (!fs->stopping && ino->upload_due > now) {
+			struct timespec ts;
+			clock_gettime(CLOCK_REALTIME, &ts);
+			int64_t wait = ino->upload_due - now;
+			ts.tv_sec += wait / 1000000000;
+			ts.tv_nsec += wait % 1000000000;
+			if (ts.tv_nsec >= 1000000000) {
+				ts.tv_sec++;
+				ts.tv_nsec -= 1000000000;
+			}
+			pthread_cond_timedwait(&fs->upload_cond, &fs->lock, &ts);
+			continue;
+		}
+		fs->qhead = ino->qnext;
+		ino->queued = false;
+		fs->uploads_running++;
+		pthread_mutex_unlock(&fs->lock);
+
+		int rc = do_upload(fs, ino, false);
+
+		pthread_mutex_lock(&ino->lock);
+		bool again = bfs_is_dirty(ino) && ino->open_writers == 0 && ino->stage_fd >= 0;
+		unsigned tries = ino->upload_tries;
+		pthread_mutex_unlock(&ino->lock);
+		pthread_mutex_lock(&fs->lock);
+		fs->uploads_running--;
+		if (again && !ino->unlinked) {
+			if (rc && fs->stopping && tries >= SHUTDOWN_TRIES) {
+				bfs_log(BFS_LOG_ERR, "giving up uploading at unmount; the data stays in "
+					"the journal and is uploaded at the next mount");
+			} else {
+				/* retry failures with backoff: 1 s, 2 s, ... up to 60 s */
+				int64_t backoff = rc ? (int64_t)1000000000 << (tries < 6 ? tries : 6)
+						     : fs->upload_delay_ns;
+				if (backoff > 60 * (int64_t)1000000000)
+					backoff = 60 * (int64_t)1000000000;
+				enqueue_locked(fs, ino, bfs_mono_ns() + (fs->stopping ? 0 : backoff));
+			}
+		}
+		pthread_cond_broadcast(&fs->idle_cond);
+		pthread_mutex_unlock(&fs->lock);
+		bfs_inode_unpin(fs, ino); /* the queue's pin */
+		pthread_mutex_lock(&fs->lock);
+	}
+	pthread_mutex_unlock(&fs->lock);
+	return NULL;
+}
+
+int bfs_upload_start(struct bfs_fs *fs)
+{
+	fs->nworkers = 4;
+	fs->workers = calloc((size_t)fs->nworkers, sizeof(*fs->workers));
+	if (!fs->workers)
+		return -ENOMEM;
+	for (int i = 0; i < fs->nworkers; i++) {
+		int rc = pthread_create(&fs->workers[i], NULL, worker, fs);
+		if (rc) {
+			fs->nworkers = i;
+			return -rc;
+		}
+	}
+	return 0;
+}
+
+void bfs_upload_stop(struct bfs_fs *fs)
+{
+	pthread_mutex_lock(&fs->lock);
+	fs->stopping = true;
+	pthread_cond_broadcast(&fs->upload_cond);
+	pthread_mutex_unlock(&fs->lock);
+	for (int i = 0; i < fs->nworkers; i++)
+		pthread_join(fs->workers[i], NULL);
+	free(fs->workers);
+	fs->workers = NULL;
+	fs->nworkers = 0;
+}
+
+/* ---- recovery ---- */
+
+static int recover_one(struct bfs_fs *fs, const struct cache_dirty *d)
+{
+	char *key = NULL, *remote = NULL, *target = NULL;
+	struct s3_meta m;
+	int fd = -1;
+	int rc = record_decode(d->meta, &key, &remote, &m);
+	if (rc) {
+		bfs_log(BFS_LOG_ERR, "journal entry %" PRIu64 " unreadable; left in place", d->id);
+		return rc;
+	}
+	char path[4096];
+	rc = cache_dirty_path(fs->cache, d->id, path, sizeof(path));
+	if (rc)
+		goto out;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		rc = -errno;
+		goto out;
+	}
+	/* did somebody else change the object since we started from it? */
+	struct s3_object cur;
+	rc = s3_head(fs->s3, key, &cur);
+	bool conflict = false;
+	if (rc == 0) {
+		conflict = strcmp(cur.etag, d->base_etag ? d->base_etag : "") != 0;
+		s3_object_free(&cur);
+	} else if (rc == -ENOENT) {
+		conflict = false;
+		rc = 0;
+	} else {
+		goto out;
+	}
+	if (conflict) {
+		size_t kl = strlen(key);
+		bool dir = kl && key[kl - 1] == '/';
+		if (asprintf(&target, "%.*s.bucketfs-conflict-%lld%s", (int)(dir ? kl - 1 : kl), key,
+			     (long long)(bfs_now_ns() / 1000000000), dir ? "/" : "") < 0) {
+			target = NULL;
+			rc = -ENOMEM;
+			goto out;
+		}
+		bfs_log(BFS_LOG_WARN, "%s changed in S3 while our write was pending; our version "
+			"is kept as %s", key, target);
+	}
+	const char *ms = s3_meta_get(&m, "mode");
+	mode_t mode = ms ? (mode_t)strtoul(ms, NULL, 10) : S_IFREG;
+	rc = s3_put_fd(fs->s3, target ? target : key, fd, d->size, content_type_of(mode), &m,
+		       NULL);
+	if (rc) {
+		bfs_log(BFS_LOG_ERR, "%s: recovery upload failed, kept in the journal: %s", key,
+			s3_last_error());
+		goto out;
+	}
+	if (remote && strcmp(remote, key) != 0 && !conflict)
+		s3_delete(fs->s3, remote);
+	bfs_log(BFS_LOG_INFO, "recovered %s from the write-back journal", target ? target : key);
+	rc = cache_dirty_remove(fs->cache, d->id);
+out:
+	if (fd >= 0)
+		close(fd);
+	free(key);
+	free(remote);
+	free(target);
+	s3_meta_free(&m);
+	return rc;
+}
+
+int bfs_upload_recover(struct bfs_fs *fs)
+{
+	struct cache_dirty *ents = NULL;
+	size_t n = 0;
+	int rc = cache_dirty_list(fs->cache, &ents, &n);
+	if (rc)
+		return rc;
+	int first = 0;
+	for (size_t i = 0; i < n; i++) {
+		int r = recover_one(fs, &ents[i]);
+		if (r && !first)
+			first = r;
+		cache_dirty_free(&ents[i]);
+	}
+	free(ents);
+	return first;
+}

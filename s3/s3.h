@@ -1,0 +1,174 @@
+/* s3/s3.h — the S3 client: the only header fs/, cache/ users and tools/ include from s3/.
+ *
+ * Every function here is thread-safe: a struct s3_client may be shared by all FUSE threads.
+ * Connections are pooled and reused; no caller lock is needed. Functions return 0 or a
+ * negative errno; S3 errors are mapped to errno in one table (s3/errmap.c):
+ *   404 NoSuchKey -> -ENOENT, NoSuchBucket -> -ENXIO, 403 AccessDenied / SignatureDoesNotMatch /
+ *   InvalidAccessKeyId -> -EACCES, 412 PreconditionFailed -> -ESTALE, 304 -> -EALREADY,
+ *   BadDigest/ETag mismatch -> -EBADMSG (after retries), connection refused/unresolvable ->
+ *   -EHOSTUNREACH, timeout -> -ETIMEDOUT, 5xx/SlowDown after retries -> -EIO.
+ * After a failure, s3_last_error() gives a one-line message (S3 code, key, request id). */
+#ifndef BFS_S3_H
+#define BFS_S3_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <time.h>
+
+struct s3_client; /* opaque; thread-safe */
+
+struct s3_config {
+	const char *endpoint;      /* "http://127.0.0.1:4568", "https://s3.example.com"; NULL = AWS for region */
+	const char *region;        /* NULL = "us-east-1" */
+	const char *bucket;
+	bool path_style;           /* http://host/bucket/key instead of http://bucket.host/key */
+	bool insecure;             /* disable TLS verification (default false = verify) */
+	const char *ca_file;       /* NULL = system store */
+	const char *access_key;    /* copied by s3_client_new */
+	const char *secret_key;    /* copied; never logged */
+	const char *session_token; /* copied; NULL if none */
+	int max_connections;       /* parallel requests for head_many/multipart; 0 = 16 */
+	uint64_t part_size;        /* multipart part size; 0 = 8 MiB; objects > part_size go multipart */
+	int retries;               /* retries of retryable failures; 0 = 5, -1 = none */
+	long connect_timeout_ms;   /* 0 = 10000 */
+	long low_speed_timeout_s;  /* abort a transfer slower than 1 KiB/s for this long; 0 = 30 */
+};
+
+/* User metadata: x-amz-meta-NAME: VALUE pairs, NAME stored lowercase without the prefix.
+ * The struct owns its strings. Not thread-safe: one owner at a time. */
+struct s3_kv {
+	char *name;
+	char *value;
+};
+struct s3_meta {
+	struct s3_kv *kv;
+	size_t n, cap;
+};
+void s3_meta_init(struct s3_meta *m);
+void s3_meta_free(struct s3_meta *m);
+int s3_meta_set(struct s3_meta *m, const char *name, const char *value); /* replaces; 0 or -ENOMEM */
+const char *s3_meta_get(const struct s3_meta *m, const char *name);     /* NULL if absent */
+void s3_meta_del(struct s3_meta *m, const char *name);
+int s3_meta_copy(struct s3_meta *dst, const struct s3_meta *src); /* dst initialised by callee */
+
+/* What HEAD/GET/PUT/COPY learn about an object. Owner: the caller; free with s3_object_free. */
+struct s3_object {
+	char etag[72];                 /* without quotes; "" if unknown */
+	uint64_t size;
+	struct timespec last_modified; /* from Last-Modified (whole seconds) */
+	char content_type[96];
+	struct s3_meta meta;
+};
+void s3_object_init(struct s3_object *o);
+void s3_object_free(struct s3_object *o);
+
+/* Creates a client; copies everything it needs from cfg. 0 or -EINVAL/-ENOMEM. */
+int s3_client_new(const struct s3_config *cfg, struct s3_client **out);
+void s3_client_free(struct s3_client *c);
+
+/* Last error message of the calling thread (static storage, valid until the next call). */
+const char *s3_last_error(void);
+
+/* Checks that the bucket exists and the credentials may list it (one ListObjectsV2,
+ * max-keys=0). -ENXIO no such bucket, -EACCES denied/bad credentials, -EHOSTUNREACH. */
+int s3_bucket_check(struct s3_client *c);
+
+/* HEAD key. -ENOENT if absent. out is initialised by the callee. */
+int s3_head(struct s3_client *c, const char *key, struct s3_object *out);
+
+/* HEADs n keys in parallel (up to max_connections at once). rcs[i] gets each result,
+ * outs[i] is initialised by the callee for every i. Returns 0 unless the batch itself failed. */
+int s3_head_many(struct s3_client *c, const char *const *keys, size_t n,
+		 struct s3_object *outs, int *rcs);
+
+/* Ranged GET of [off, off+len) into buf; *got = bytes received (short at EOF).
+ * if_match: when non-NULL, sent as If-Match and -ESTALE returned if the object changed.
+ * info: when non-NULL, initialised by the callee with the response headers. */
+int s3_get_range(struct s3_client *c, const char *key, uint64_t off, size_t len, void *buf,
+		 size_t *got, const char *if_match, struct s3_object *info);
+
+/* Conditional GET of the whole object into fd at offset 0 (parts fetched in parallel for
+ * large objects, written with pwrite). if_none_match: when non-NULL and the ETag still matches,
+ * returns -EALREADY without a body. info as for s3_get_range. */
+int s3_get_to_fd(struct s3_client *c, const char *key, int fd, const char *if_match,
+		 const char *if_none_match, struct s3_object *info);
+
+/* Uploads size bytes of fd (read with pread from offset 0) as key with the given metadata
+ * and Content-Type (NULL = application/octet-stream). Single PUT with Content-MD5 when
+ * size <= part_size, else multipart with parts uploaded in parallel, each with Content-MD5;
+ * a failed multipart upload is aborted. The returned ETag is checked against the MD5 sent
+ * (single part) and a mismatch retried, then -EBADMSG. out (nullable) gets etag and size. */
+int s3_put_fd(struct s3_client *c, const char *key, int fd, uint64_t size,
+	      const char *content_type, const struct s3_meta *meta, struct s3_object *out);
+
+/* PUT of a memory buffer (symlinks, directory markers, small objects). */
+int s3_put_buf(struct s3_client *c, const char *key, const void *buf, size_t size,
+	       const char *content_type, const struct s3_meta *meta, struct s3_object *out);
+
+/* Server-side copy src -> dst. meta non-NULL: x-amz-metadata-directive REPLACE with meta and
+ * content_type; NULL: COPY. Objects over 5 GiB use UploadPartCopy. if_match (nullable) is
+ * sent as x-amz-copy-source-if-match. out (nullable) gets the new etag. */
+int s3_copy(struct s3_client *c, const char *src_key, const char *dst_key,
+	    const struct s3_meta *meta, const char *content_type, const char *if_match,
+	    struct s3_object *out);
+
+/* DeleteObject; an absent key is success. */
+int s3_delete(struct s3_client *c, const char *key);
+
+/* DeleteObjects in batches of 1000 (Quiet). Returns the first failure, if any. */
+int s3_delete_many(struct s3_client *c, const char *const *keys, size_t n);
+
+/* One ListObjectsV2 page. Owner: the caller; free with s3_list_page_free. */
+struct s3_list_entry {
+	char *key;
+	uint64_t size;
+	char etag[72];
+	struct timespec last_modified;
+};
+struct s3_list_page {
+	struct s3_list_entry *objects;
+	size_t nobjects;
+	char **prefixes; /* CommonPrefixes, each ending in the delimiter */
+	size_t nprefixes;
+	char *next_token; /* NULL when not truncated */
+};
+/* prefix/delimiter/token may be NULL; max_keys 0 = 1000. out initialised by the callee. */
+int s3_list(struct s3_client *c, const char *prefix, const char *delimiter, const char *token,
+	    int max_keys, struct s3_list_page *out);
+void s3_list_page_free(struct s3_list_page *p);
+
+/* Request counters since s3_client_new (for stats and tests); lock-free reads. */
+struct s3_stats {
+	uint64_t get, put, head, list, copy, del, multipart, retries, errors;
+	uint64_t bytes_up, bytes_down;
+};
+void s3_stats_get(struct s3_client *c, struct s3_stats *out);
+
+/* ---- multipart uploads in progress (for bucketfs-fsck) ---- */
+
+/* One unfinished multipart upload. Owner: the s3_upload_list holding it. */
+struct s3_upload {
+	char *key;
+	char *upload_id;
+	struct timespec initiated; /* from Initiated (whole seconds) */
+};
+/* One ListMultipartUploads page. Owner: the caller; free with s3_upload_list_free. */
+struct s3_upload_list {
+	struct s3_upload *uploads;
+	size_t n;
+	char *next_key_marker;       /* NULL when not truncated; pass both markers back */
+	char *next_upload_id_marker; /* NULL when not truncated */
+};
+/* Lists unfinished multipart uploads whose key starts with prefix (nullable), starting after
+ * key_marker/upload_id_marker (nullable; from the previous page). out initialised by the
+ * callee. 0 or -errno. */
+int s3_multipart_list(struct s3_client *c, const char *prefix, const char *key_marker,
+		      const char *upload_id_marker, struct s3_upload_list *out);
+void s3_upload_list_free(struct s3_upload_list *l);
+
+/* AbortMultipartUpload; an upload that no longer exists is success. 0 or -errno. */
+int s3_multipart_abort(struct s3_client *c, const char *key, const char *upload_id);
+
+#endif

@@ -1,0 +1,45 @@
+"""A 200 MiB file: uploaded with multipart, byte-exact in S3 and through a fresh mount."""
+import hashlib
+import os
+import subprocess
+
+from helpers import fmt_stats, ops, s3_head, sha256_file
+
+SIZE_MIB = 200
+
+
+def test_big_file_roundtrip(mount, bucket, s3, proxy, tmp_path):
+    local = tmp_path / 'big.bin'
+    subprocess.run(['dd', 'if=/dev/urandom', f'of={local}', 'bs=1M', f'count={SIZE_MIB}', 'status=none'],
+                   check=True)
+    size = SIZE_MIB * 1024 * 1024
+    want = sha256_file(local)
+
+    m = mount(bucket)
+    assert not proxy.violations(), [str(v) for v in proxy.violations()]
+    proxy.reset()
+    r = subprocess.run(['cp', str(local), os.path.join(m.path, 'big.bin')], capture_output=True, text=True,
+                       timeout=600)
+    assert r.returncode == 0, f'cp into the mount failed: {r.stderr}'
+    assert os.stat(os.path.join(m.path, 'big.bin')).st_size == size
+    m.unmount()
+    up = proxy.stats()
+    assert ops(up, 'CreateMultipartUpload') >= 1 and ops(up, 'CompleteMultipartUpload') >= 1, \
+        f'200 MiB not uploaded with multipart: {fmt_stats(up)}'
+    assert ops(up, 'UploadPart') >= 2, f'{fmt_stats(up)}'
+    assert ops(up, 'AbortMultipartUpload') == 0, f'an upload was aborted: {fmt_stats(up)}'
+    assert up['bytes_up'] < 1.5 * size, f'{up["bytes_up"]} bytes sent for a {size}-byte file: {fmt_stats(up)}'
+
+    assert s3_head(s3, bucket, 'big.bin')['ContentLength'] == size
+    h = hashlib.sha256()
+    for chunk in s3.get_object(Bucket=bucket, Key='big.bin')['Body'].iter_chunks(4 << 20):
+        h.update(chunk)
+    assert h.hexdigest() == want, 'S3 object differs from the local file'
+
+    proxy.reset()
+    m.remount()
+    got = sha256_file(os.path.join(m.path, 'big.bin'))
+    assert got == want, 'file read back through a fresh mount differs from the local file'
+    down = proxy.stats()
+    assert down['bytes_down'] < 1.5 * size, f'read back {down["bytes_down"]} bytes for {size}: {fmt_stats(down)}'
+    assert not proxy.violations(), [str(v) for v in proxy.violations()]

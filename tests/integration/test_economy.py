@@ -1,0 +1,88 @@
+"""Request economy, counted by the audit proxy between bucketfs and the S3 server."""
+import math
+import os
+import stat
+import subprocess
+
+from helpers import (assert_meta, fmt_stats, ops, parse_s3fs_time, put_s3fs_object, request_count,
+                     s3_keys, s3_meta)
+
+N = 300
+
+
+def test_ls_l_cost(mount, bucket, s3, proxy):
+    """ls -l of a directory of N files: ceil(N/1000) LIST (+1 for the directory's own lookup) and at
+    most N HEAD; a second ls -l within stat_ttl costs nothing."""
+    put_s3fs_object(s3, bucket, 'dir/', mode=stat.S_IFDIR | 0o755)
+    expect = {}
+    for i in range(N):
+        uid = (0, 1000, 1001)[i % 3]
+        mode = stat.S_IFREG | (0o600, 0o644, 0o755)[i % 3]
+        mtime = 1600000000_000000000 + i * 1000000001
+        put_s3fs_object(s3, bucket, f'dir/file{i:04d}', b'x' * (i % 17), mode=mode, uid=uid, gid=uid,
+                        mtime_ns=mtime)
+        expect[f'file{i:04d}'] = (mode, uid, uid, i % 17, mtime)
+    m = mount(bucket, opts=['stat_ttl=60'])
+    d = os.path.join(m.path, 'dir')
+    proxy.reset()
+
+    names = os.listdir(d)
+    got = {}
+    for n in names:
+        st = os.lstat(os.path.join(d, n))
+        got[n] = (st.st_mode, st.st_uid, st.st_gid, st.st_size, st.st_mtime_ns)
+    first = proxy.stats()
+    assert got == expect, 'ls -l shows other attributes than the metadata: ' + \
+        str([(n, got.get(n), expect[n]) for n in sorted(expect) if got.get(n) != expect[n]][:5])
+
+    lists = ops(first, 'ListObjectsV2', 'ListObjects')
+    heads = ops(first, 'HeadObject')
+    assert lists <= math.ceil(N / 1000) + 1, f'{lists} LIST requests for ls -l of {N} files: {fmt_stats(first)}'
+    assert heads <= N + 1, f'{heads} HEAD requests for ls -l of {N} files: {fmt_stats(first)}'
+    assert lists + heads <= N + 2, f'ls -l of {N} files: {fmt_stats(first)}'
+    assert request_count(first) == lists + heads, f'unexpected requests for ls -l: {fmt_stats(first)}'
+
+    proxy.reset()
+    names2 = os.listdir(d)
+    for n in names2:
+        os.lstat(os.path.join(d, n))
+    second = proxy.stats()
+    assert sorted(names2) == sorted(names)
+    assert request_count(second) == 0, f'second ls -l within stat_ttl=60 cost requests: {fmt_stats(second)}'
+    m.unmount()
+    assert len(s3_keys(s3, bucket, 'dir/')) == N + 1, 'ls -l changed the bucket'
+
+
+def test_rsync_put_economy(mount, bucket, s3, proxy, tmp_path):
+    """rsync -a of 100 small files: at most 1.2 PUT per file (directory markers count) and no COPY:
+    rsync's temp file, chmod, chown, utimens and rename fold into one PUT per file."""
+    src = tmp_path / 'src'
+    files = {}
+    for i in range(100):
+        rel = f'sub{i % 4}/f{i:03d}.txt'
+        p = src / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(f'file {i}\n'.encode() * (i + 1))
+        os.chown(p, (0, 1000, 1001)[i % 3], 1000)
+        os.chmod(p, (0o644, 0o600, 0o755)[i % 3])
+        os.utime(p, ns=(1600000000_000000000, 1600000000_000000000 + i * 1000003))
+        files[rel] = p
+    m = mount(bucket)
+    proxy.reset()
+    r = subprocess.run(['rsync', '-a', '--numeric-ids', f'{src}/', os.path.join(m.path, 'dst') + '/'],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    m.unmount()  # all uploads done
+    st = proxy.stats()
+    puts = ops(st, 'PutObject') + ops(st, 'CreateMultipartUpload')
+    assert puts <= 120, f'{puts} PUTs for rsync of 100 small files (limit 120): {fmt_stats(st)}'
+    assert ops(st, 'CopyObject') == 0, f'rsync made CopyObject requests: {fmt_stats(st)}'
+
+    keys = s3_keys(s3, bucket)
+    assert {f'dst/{rel}' for rel in files} <= keys, 'files missing in S3'
+    assert not [k for k in keys if '/.' in k], f'temp files left: {[k for k in keys if "/." in k]}'
+    for rel, p in list(files.items())[:10]:
+        lst = os.lstat(p)
+        meta = s3_meta(s3, bucket, f'dst/{rel}')
+        assert_meta(meta, rel, mode=lst.st_mode, uid=lst.st_uid, gid=lst.st_gid)
+        assert parse_s3fs_time(meta['mtime']) == lst.st_mtime_ns, f'{rel}: mtime {meta["mtime"]}'

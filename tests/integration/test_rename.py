@@ -1,0 +1,147 @@
+"""rename(2) of files and directories: the result in S3 and through the mount, and that a
+directory rename is done server-side (CopyObject), with no file data passing through the client."""
+import errno
+import os
+import stat
+
+import pytest
+
+from helpers import (assert_meta, fmt_stats, ops, put_s3fs_object, read_file, s3_body, s3_keys,
+                     s3_meta, write_file)
+
+
+def test_rename_file(mount, bucket, s3):
+    put_s3fs_object(s3, bucket, 'a', b'from s3', mode=stat.S_IFREG | 0o600, uid=1000, gid=1001,
+                    mtime_ns=1600000000_000000042)
+    m = mount(bucket)
+    os.rename(os.path.join(m.path, 'a'), os.path.join(m.path, 'b'))
+    assert os.listdir(m.path) == ['b']
+    st = os.stat(os.path.join(m.path, 'b'))
+    assert (st.st_mode, st.st_uid, st.st_gid, st.st_mtime_ns) == \
+        (stat.S_IFREG | 0o600, 1000, 1001, 1600000000_000000042), 'rename changed attributes'
+    assert read_file(os.path.join(m.path, 'b')) == b'from s3'
+    m.unmount()
+    assert s3_keys(s3, bucket) == {'b'}
+    assert s3_body(s3, bucket, 'b') == b'from s3'
+    assert_meta(s3_meta(s3, bucket, 'b'), 'b', mode=stat.S_IFREG | 0o600, uid=1000, gid=1001,
+                mtime_ns=1600000000_000000042)
+    m.remount()
+    assert read_file(os.path.join(m.path, 'b')) == b'from s3'
+
+
+def test_rename_onto_existing(mount, bucket, s3):
+    put_s3fs_object(s3, bucket, 'src', b'new contents')
+    put_s3fs_object(s3, bucket, 'dst', b'old contents, longer than the new')
+    m = mount(bucket)
+    write_file(os.path.join(m.path, 'local-src'), b'written here')
+    write_file(os.path.join(m.path, 'local-dst'), b'to be replaced')
+    os.rename(os.path.join(m.path, 'src'), os.path.join(m.path, 'dst'))
+    os.rename(os.path.join(m.path, 'local-src'), os.path.join(m.path, 'local-dst'))
+    assert sorted(os.listdir(m.path)) == ['dst', 'local-dst']
+    assert read_file(os.path.join(m.path, 'dst')) == b'new contents'
+    assert read_file(os.path.join(m.path, 'local-dst')) == b'written here'
+    m.unmount()
+    assert s3_keys(s3, bucket) == {'dst', 'local-dst'}
+    assert s3_body(s3, bucket, 'dst') == b'new contents'
+    assert s3_body(s3, bucket, 'local-dst') == b'written here'
+    m.remount()
+    assert read_file(os.path.join(m.path, 'dst')) == b'new contents'
+
+
+def test_rename_dirty_file_into_other_dir(mount, bucket, s3):
+    """A file renamed right after it was written (upload maybe still pending) ends up complete
+    under its new name only."""
+    m = mount(bucket, opts=['upload_delay=30'])
+    os.mkdir(os.path.join(m.path, 'x'))
+    os.mkdir(os.path.join(m.path, 'y'))
+    data = os.urandom(1024 * 1024 + 11)
+    write_file(os.path.join(m.path, 'x', 'f'), data)
+    os.rename(os.path.join(m.path, 'x', 'f'), os.path.join(m.path, 'y', 'g'))
+    with open(os.path.join(m.path, 'y', 'g'), 'r+b') as f:  # and keep writing under the new name
+        f.seek(0, os.SEEK_END)
+        f.write(b'tail')
+    assert read_file(os.path.join(m.path, 'y', 'g')) == data + b'tail'
+    assert os.listdir(os.path.join(m.path, 'x')) == []
+    m.unmount()
+    assert s3_keys(s3, bucket) == {'x/', 'y/', 'y/g'}
+    assert s3_body(s3, bucket, 'y/g') == data + b'tail'
+
+
+def test_rename_errors(mount, bucket, s3):
+    m = mount(bucket)
+    os.makedirs(os.path.join(m.path, 'full', 'sub'))
+    os.mkdir(os.path.join(m.path, 'empty'))
+    write_file(os.path.join(m.path, 'file'), b'f')
+    with pytest.raises(OSError) as e:
+        os.rename(os.path.join(m.path, 'empty'), os.path.join(m.path, 'full'))
+    assert e.value.errno in (errno.ENOTEMPTY, errno.EEXIST), e.value
+    with pytest.raises(OSError) as e:
+        os.rename(os.path.join(m.path, 'file'), os.path.join(m.path, 'empty'))
+    assert e.value.errno == errno.EISDIR, e.value
+    with pytest.raises(OSError) as e:
+        os.rename(os.path.join(m.path, 'empty'), os.path.join(m.path, 'file'))
+    assert e.value.errno == errno.ENOTDIR, e.value
+    with pytest.raises(FileNotFoundError):
+        os.rename(os.path.join(m.path, 'nothere'), os.path.join(m.path, 'x'))
+    os.rename(os.path.join(m.path, 'empty'), os.path.join(m.path, 'full', 'sub', 'moved'))
+    m.unmount()
+    assert s3_keys(s3, bucket) == {'file', 'full/', 'full/sub/', 'full/sub/moved/'}
+
+
+N_FILES = 300
+FILE_SIZE = 16 * 1024
+
+
+def test_rename_directory_server_side(mount, bucket, s3, proxy):
+    """A directory with 300 files (plus a subdirectory, a symlink, an implicit subdirectory) is
+    renamed with CopyObject only: no GetObject, no PutObject of file data."""
+    put_s3fs_object(s3, bucket, 'old/', mode=stat.S_IFDIR | 0o755)
+    put_s3fs_object(s3, bucket, 'old/sub/', mode=stat.S_IFDIR | 0o700, uid=1000)
+    put_s3fs_object(s3, bucket, 'old/sub/inner', b'inner' * 10, mode=stat.S_IFREG | 0o640, uid=1001,
+                    mtime_ns=1234567890_000000001)
+    put_s3fs_object(s3, bucket, 'old/link', b'sub/inner', mode=stat.S_IFLNK | 0o777)
+    s3.put_object(Bucket=bucket, Key='old/implicit/x', Body=b'no marker above me')
+    bodies = {}
+    for i in range(N_FILES):
+        bodies[f'f{i:03d}'] = bytes([i % 256]) * FILE_SIZE
+        put_s3fs_object(s3, bucket, f'old/f{i:03d}', bodies[f'f{i:03d}'], uid=i % 3 and 1000)
+    old_keys = s3_keys(s3, bucket, 'old/')
+    s3.put_object(Bucket=bucket, Key='older', Body=b'a sibling whose name starts like old')
+
+    m = mount(bucket)
+    proxy.reset()
+    os.rename(os.path.join(m.path, 'old'), os.path.join(m.path, 'new'))
+    assert sorted(os.listdir(m.path)) == ['new', 'older']
+    m.unmount()
+    st = proxy.stats()
+
+    keys = s3_keys(s3, bucket)
+    assert not {k for k in keys if k.startswith('old/')}, \
+        f'objects left under old/: {sorted(k for k in keys if k.startswith("old/"))[:10]}'
+    expected = {'new/' + k[len('old/'):] for k in old_keys}
+    missing = expected - keys
+    assert not missing, f'{len(missing)} objects missing under new/: {sorted(missing)[:10]}'
+    assert 'older' in keys and s3_body(s3, bucket, 'older') == b'a sibling whose name starts like old'
+    for name in ('f000', 'f137', f'f{N_FILES - 1:03d}'):
+        assert s3_body(s3, bucket, f'new/{name}') == bodies[name], f'new/{name} body'
+    assert_meta(s3_meta(s3, bucket, 'new/sub/inner'), 'new/sub/inner', mode=stat.S_IFREG | 0o640,
+                uid=1001, mtime_ns=1234567890_000000001)
+    assert_meta(s3_meta(s3, bucket, 'new/f001'), 'new/f001', uid=1000)
+
+    data_bytes = N_FILES * FILE_SIZE
+    copies = ops(st, 'CopyObject')
+    assert N_FILES <= copies <= N_FILES + 10, f'CopyObject {copies}, expected about {N_FILES}: {fmt_stats(st)}'
+    assert ops(st, 'GetObject') == 0, f'file data read through the client: {fmt_stats(st)}'
+    assert ops(st, 'PutObject', 'UploadPart') <= 3, f'file data written through the client: {fmt_stats(st)}'
+    assert st.get('bytes_up', 0) < data_bytes / 20, \
+        f'{st.get("bytes_up")} bytes uploaded for a rename of {data_bytes} bytes: {fmt_stats(st)}'
+
+    m.remount()
+    d = os.path.join(m.path, 'new')
+    assert len(os.listdir(d)) == N_FILES + 3  # 300 files, sub, link, implicit
+    assert read_file(os.path.join(d, 'f042')) == bodies['f042']
+    assert os.readlink(os.path.join(d, 'link')) == 'sub/inner'
+    assert read_file(os.path.join(d, 'implicit', 'x')) == b'no marker above me'
+    st = os.stat(os.path.join(d, 'sub'))
+    assert (st.st_mode, st.st_uid) == (stat.S_IFDIR | 0o700, 1000)
+    assert not os.path.exists(os.path.join(m.path, 'old'))

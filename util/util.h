@@ -1,0 +1,45 @@
+/* util/util.h — small helpers shared by every module: logging, time, strings.
+ * All functions are thread-safe. */
+#ifndef BFS_UTIL_H
+#define BFS_UTIL_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+enum bfs_log_level { BFS_LOG_ERR = 3, BFS_LOG_WARN = 4, BFS_LOG_INFO = 6, BFS_LOG_DEBUG = 7 };
+
+/* Where log lines go: stderr while in the foreground, syslog once daemonized.
+ * level_max: lines above it are dropped (BFS_LOG_INFO by default, DEBUG with -d). */
+void bfs_log_setup(int use_syslog, enum bfs_log_level level_max);
+
+/* One line per event; never pass secrets or signatures. A trailing newline is added. */
+void bfs_log(enum bfs_log_level level, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+/* CLOCK_REALTIME / CLOCK_MONOTONIC now, as nanoseconds. */
+int64_t bfs_now_ns(void);
+int64_t bfs_mono_ns(void);
+
+/* Percent-encodes s for a URL path or query (RFC 3986 unreserved kept; '/' kept
+ * when keep_slash). Returns malloc'd string owned by the caller, or NULL on ENOMEM. */
+char *bfs_uri_encode(const char *s, int keep_slash);
+
+/* Decodes %XX escapes (invalid escapes are kept as is); '+' becomes ' ' when plus_is_space.
+ * Returns malloc'd string owned by the caller, or NULL on ENOMEM. */
+char *bfs_uri_decode(const char *s, int plus_is_space);
+
+/* Hex of n bytes into out (2n+1 bytes). */
+void bfs_hex(const unsigned char *in, size_t n, char *out);
+
+/* Base64 of n bytes into out (4*ceil(n/3)+1 bytes). Returns length written. */
+size_t bfs_base64(const unsigned char *in, size_t n, char *out);
+
+/* Decodes base64; returns decoded length or -EINVAL. out needs 3*len/4+3 bytes. */
+long bfs_base64_decode(const char *in, size_t len, unsigned char *out);
+
+/* Parses a size like "64M", "10G", "4096". Returns 0 or -EINVAL. */
+int bfs_parse_size(const char *s, uint64_t *out);
+
+#endif
