@@ -48,6 +48,8 @@ bool cache_expired(int64_t now, int64_t validated_s, unsigned ttl_sec)
 	return ttl_sec > 0 && now >= validated_s + (int64_t)ttl_sec;
 }
 
+_Static_assert(CACHE_ETAGPART_MAX >= 1 + 2 * SHA256_DIGEST_LENGTH, "hashed part must fit");
+
 size_t cache_keypart(unsigned char *out, const char *s, size_t max)
 {
 	size_t n = strlen(s);
@@ -118,7 +120,7 @@ static int env_open(struct cache *c)
 	MDB_txn *txn = NULL;
 	MDB_val k = { sizeof("format") - 1, "format" }, v;
 	uint32_t fmt = CACHE_FORMAT;
-	int rc;
+	int rc, dead;
 
 	snprintf(path, sizeof(path), "%s/index", c->dir);
 	if ((rc = mdb_env_create(&c->env)) || (rc = mdb_env_set_maxdbs(c->env, 4)) ||
@@ -127,6 +129,7 @@ static int env_open(struct cache *c)
 	/* NOTLS: read transactions are not tied to the FUSE worker thread that began them. */
 	if ((rc = mdb_env_open(c->env, path, MDB_NOTLS, 0600)))
 		goto out;
+	mdb_reader_check(c->env, &dead); /* reader slots left by a crashed process */
 	if ((rc = mdb_txn_begin(c->env, NULL, 0, &txn)) ||
 	    (rc = mdb_dbi_open(txn, "misc", MDB_CREATE, &c->db_misc)) ||
 	    (rc = mdb_dbi_open(txn, "blocks", MDB_CREATE, &c->db_blocks)) ||

@@ -18,7 +18,7 @@ struct cache; /* opaque; thread-safe */
 
 struct cache_config {
 	const char *dir;       /* created if missing (mode 0700) */
-	uint64_t block_size;   /* 0 = 1 MiB */
+	uint64_t block_size;   /* 0 = 1 MiB; at most 64 MiB */
 	uint64_t size_cap;     /* bytes of clean blocks; 0 = 10% of the cache file system */
 	unsigned ttl_sec;      /* 0 = blocks never expire */
 };
@@ -166,6 +166,7 @@ struct cache {
 	uint64_t blocks, bytes;   /* clean blocks in the index and their bytes */
 	uint64_t hits, misses;
 	uint64_t inval_gen;       /* bumped by cache_invalidate; fetches started before don't store */
+	int64_t nospc_logged_s;   /* when "not caching: disk full" was last logged */
 	bool evicting, evict_wanted, stopping, evictor_running;
 	pthread_t evictor;
 };
@@ -189,16 +190,17 @@ struct cache_blkrec {
 /* cache.c */
 int cache_mdb_errno(int rc);   /* LMDB/system rc → -errno (MDB_MAP_FULL → -ENOSPC) */
 int64_t cache_now_real(void);  /* default c->now */
-/* Writes the index form of an object key or ETag into out (max + 66 bytes, no NUL) and
- * returns its length: s itself if at most max bytes, else 0xff + hex SHA-256 of s (0xff is
- * never in UTF-8, so a hashed form cannot equal a real key). */
+/* Writes the index form of an object key or ETag into out (max bytes, max >= 65; no NUL)
+ * and returns its length: s itself if at most max bytes, else 0xff + the 64 hex digits of
+ * SHA-256(s) (0xff is never in UTF-8, so a hashed form cannot equal a real key). */
 size_t cache_keypart(unsigned char *out, const char *s, size_t max);
 /* true if a block validated at validated_s is expired at now (ttl 0: never). */
 bool cache_expired(int64_t now, int64_t validated_s, unsigned ttl_sec);
 
 #define CACHE_KEYPART_MAX 256 /* object keys longer than this are hashed in index keys */
 #define CACHE_ETAGPART_MAX 128
-#define CACHE_BKEY_MAX (CACHE_KEYPART_MAX + 66 + 1 + CACHE_ETAGPART_MAX + 66 + 1 + 8)
+/* keypart 0 etagpart 0 u64: 394 bytes, under LMDB's 511-byte key limit */
+#define CACHE_BKEY_MAX (CACHE_KEYPART_MAX + 1 + CACHE_ETAGPART_MAX + 1 + 8)
 
 /* blocks.c — block files and CRC32C */
 uint32_t cache_crc32c(uint32_t crc, const void *p, size_t n);

@@ -118,6 +118,8 @@ static int evict_pass(struct cache *c, uint64_t target)
 	need = bytes - target;
 	if ((rc = scan(c, &all, &n, NULL, 0)))
 		goto out;
+	if (n == 0)
+		goto out;
 	qsort(all, n, sizeof(*all), cmp_lru);
 	while (nv < n && freed < need)
 		freed += all[nv++].len;

@@ -451,6 +451,17 @@ static int disk_get(struct cache *c, const struct bkey *bk, size_t blen, void *o
 	return 0;
 }
 
+/* true if cache_invalidate ran since the caller read inval_gen == gen */
+static bool invalidated_since(struct cache *c, uint64_t gen)
+{
+	bool changed;
+
+	pthread_mutex_lock(&c->mu);
+	changed = c->inval_gen != gen;
+	pthread_mutex_unlock(&c->mu);
+	return changed;
+}
+
 /* Stores a fetched block: file first, then the index record. If the disk (or the index) is
  * full, evicts clean blocks and tries once more; failing that the block is not cached. */
 static void store(struct cache *c, const struct bkey *bk, const void *data, size_t len,
@@ -461,12 +472,11 @@ static void store(struct cache *c, const struct bkey *bk, const void *data, size
 	int rc = 0;
 
 	for (int attempt = 0; attempt < 2; attempt++) {
+		if (invalidated_since(c, gen))
+			return;
 		pthread_mutex_lock(&c->mu);
 		fid = c->next_fid++;
-		bool stale = c->inval_gen != gen;
 		pthread_mutex_unlock(&c->mu);
-		if (stale)
-			return;
 		rc = cache_blk_write(c, fid, data, len);
 		if (rc == 0) {
 			rc = index_put(c, bk, fid, (uint32_t)len, crc);
@@ -486,15 +496,22 @@ static void store(struct cache *c, const struct bkey *bk, const void *data, size
 		}
 	}
 	if (rc) {
-		bfs_log(BFS_LOG_WARN, "cache: not caching a block of %.*s: %s",
-			(int)bk->key_len - 1, (const char *)bk->b, strerror(-rc));
+		int64_t now = c->now();
+		bool quiet;
+
+		/* a full disk fails every store: say so once a minute, not once per block */
+		pthread_mutex_lock(&c->mu);
+		quiet = rc == -ENOSPC && now - c->nospc_logged_s < 60;
+		if (!quiet && rc == -ENOSPC)
+			c->nospc_logged_s = now;
+		pthread_mutex_unlock(&c->mu);
+		if (!quiet)
+			bfs_log(BFS_LOG_WARN, "cache: not caching a block of %.*s: %s",
+				(int)bk->key_len - 1, (const char *)bk->b, strerror(-rc));
 		return;
 	}
 	/* an invalidation that ran while we stored must not be undone */
-	pthread_mutex_lock(&c->mu);
-	bool stale = c->inval_gen != gen;
-	pthread_mutex_unlock(&c->mu);
-	if (stale)
+	if (invalidated_since(c, gen))
 		index_drop(c, bk->b, bk->len, fid);
 	cache_evict_kick(c);
 }
@@ -761,7 +778,8 @@ int cache_index_load(struct cache *c)
 	txn = NULL;
 	if (rc)
 		goto out;
-	qsort(fids, n, sizeof(*fids), cmp_u64);
+	if (n)
+		qsort(fids, n, sizeof(*fids), cmp_u64);
 	rc = cache_blk_sweep(c, fids, n);
 out:
 	if (cur)

@@ -27,7 +27,7 @@ struct meta_head {
 int cache_meta_put(struct cache *c, const char *key, const char *etag,
 		   struct timespec last_modified, uint64_t size, const void *blob, size_t bloblen)
 {
-	unsigned char kb[CACHE_KEYPART_MAX + 66];
+	unsigned char kb[CACHE_KEYPART_MAX];
 	struct meta_head h = { .version = META_VERSION, .mtime_sec = last_modified.tv_sec,
 			       .mtime_nsec = last_modified.tv_nsec, .size = size };
 	MDB_txn *txn = NULL;
@@ -66,7 +66,7 @@ out:
 int cache_meta_get(struct cache *c, const char *key, const char *etag,
 		   struct timespec last_modified, uint64_t size, void **blob, size_t *len)
 {
-	unsigned char kb[CACHE_KEYPART_MAX + 66];
+	unsigned char kb[CACHE_KEYPART_MAX];
 	struct meta_head h;
 	MDB_txn *txn = NULL;
 	MDB_val k, v;
@@ -108,7 +108,7 @@ out:
 
 int cache_meta_del(struct cache *c, const char *key)
 {
-	unsigned char kb[CACHE_KEYPART_MAX + 66];
+	unsigned char kb[CACHE_KEYPART_MAX];
 	MDB_txn *txn = NULL;
 	MDB_val k;
 	int rc;

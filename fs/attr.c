@@ -99,9 +99,9 @@ struct found {
 	struct s3_object obj; /* valid when !is_dir || marker */
 };
 
-/* Probes S3 for key (no trailing slash): HEAD key; if absent, LIST key/ for a directory and
- * HEAD key/ when its marker exists. dir_hint: the listing says it is a directory, so start
- * there. */
+/* Probes S3 for key (no trailing slash): HEAD key, then HEAD key/ (a directory marker), then
+ * LIST key/ for a directory without marker. dir_hint (1 dir, 0 file, -1 unknown) from a
+ * listing saves the requests that cannot succeed. */
 static int probe(struct bfs_fs *fs, const char *key, int dir_hint, struct found *f)
 {
 	memset(f, 0, sizeof(*f));
@@ -125,35 +125,21 @@ static int probe(struct bfs_fs *fs, const char *key, int dir_hint, struct found 
 	}
 	if (asprintf(&dkey, "%s/", key) < 0)
 		return -ENOMEM;
-	if (dir_hint == 1) {
-		rc = s3_head(fs->s3, dkey, &f->obj);
-		if (rc == 0) {
-			f->exists = f->is_dir = f->marker = true;
-			goto out;
-		}
-		s3_object_free(&f->obj);
-		s3_object_init(&f->obj);
-		if (rc != -ENOENT)
-			goto out;
+	rc = s3_head(fs->s3, dkey, &f->obj);
+	if (rc == 0) {
+		f->exists = f->is_dir = f->marker = true;
+		goto out;
 	}
+	s3_object_free(&f->obj);
+	s3_object_init(&f->obj);
+	if (rc != -ENOENT)
+		goto out;
 	struct s3_list_page page;
 	rc = s3_list(fs->s3, dkey, NULL, NULL, 1, &page);
 	if (rc)
 		goto out;
-	if (page.nobjects > 0) {
-		f->exists = f->is_dir = true;
-		bool marker = strcmp(page.objects[0].key, dkey) == 0;
-		s3_list_page_free(&page);
-		if (marker && dir_hint != 1) {
-			rc = s3_head(fs->s3, dkey, &f->obj);
-			if (rc == 0)
-				f->marker = true;
-			else if (rc == -ENOENT)
-				rc = 0;
-		}
-	} else {
-		s3_list_page_free(&page);
-	}
+	f->exists = f->is_dir = page.nobjects > 0;
+	s3_list_page_free(&page);
 out:
 	free(dkey);
 	return rc;
@@ -221,8 +207,22 @@ int bfs_attr_lookup(struct bfs_fs *fs, struct bfs_inode *parent, const char *nam
 		bfs_inode_unpin(fs, ino);
 	}
 
-	/* a fresh listing of the parent answers negative lookups and tells the type */
+	/* a fresh listing of the parent answers negative lookups and tells the type; a small
+	 * one that expired is cheaper to list again (one LIST) than to probe name by name */
 	int hint = -1;
+	pthread_mutex_lock(&parent->lock);
+	bool relist = parent->listing && parent->listing->expire <= bfs_mono_ns() &&
+		      parent->listing->n < 1000;
+	pthread_mutex_unlock(&parent->lock);
+	if (relist) {
+		struct bfs_listing *l;
+		if (bfs_listing_fetch(fs, parent, &l) == 0) {
+			pthread_mutex_lock(&parent->lock);
+			bfs_listing_free(parent->listing);
+			parent->listing = l;
+			pthread_mutex_unlock(&parent->lock);
+		}
+	}
 	pthread_mutex_lock(&parent->lock);
 	if (parent->listing && parent->listing->expire > bfs_mono_ns()) {
 		long i = bfs_listing_find(parent->listing, name);

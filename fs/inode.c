@@ -64,6 +64,10 @@ void bfs_inode_table_init(struct bfs_fs *fs)
 	fs->root->st.st_gid = fs->defaults.gid;
 	fs->root->st.st_nlink = 2;
 	fs->root->st.st_ino = FUSE_ROOT_ID;
+	/* the bucket root has no object to keep times in: it shows the mount time */
+	clock_gettime(CLOCK_REALTIME, &fs->root->st.st_mtim);
+	fs->root->st.st_atim = fs->root->st.st_ctim = fs->root->st.st_mtim;
+	fs->root->attr_expire = INT64_MAX;
 }
 
 static void inode_destroy(struct bfs_inode *ino)

@@ -132,16 +132,12 @@ int main(int argc, char **argv)
 		goto out;
 
 	struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
-	char fsname[600];
-	snprintf(fsname, sizeof(fsname), "-ofsname=bucketfs#%s", o.bucket);
-	/* o.fuse_argv starts with the program name, as FUSE wants */
+	/* o.fuse_argv starts with the program name and carries fsname, subtype, allow_other,
+	 * ro and the other FUSE options; permissions are always checked by the kernel */
 	for (int i = 0; i < o.fuse_argc; i++)
 		if (fuse_opt_add_arg(&args, o.fuse_argv[i]))
 			goto out_args;
-	if (fuse_opt_add_arg(&args, fsname) ||
-	    fuse_opt_add_arg(&args, "-osubtype=bucketfs,default_permissions") ||
-	    (o.allow_other && fuse_opt_add_arg(&args, "-oallow_other")) ||
-	    (o.read_only && fuse_opt_add_arg(&args, "-oro")) ||
+	if (fuse_opt_add_arg(&args, "-odefault_permissions") ||
 	    (o.debug && fuse_opt_add_arg(&args, "-d"))) {
 		fprintf(stderr, "bucketfs: out of memory\n");
 		goto out_args;

@@ -119,11 +119,13 @@ static bool parse_ulong(const char *s, int base, unsigned long max, unsigned lon
 	return true;
 }
 
-/* First header among names that parses as a time; false if none does. */
+/* First header among names that holds a time; false if none does. s3fs writes "-1" for a
+ * time it does not know (chmod of a directory that had no marker), so -1 counts as absent. */
 static bool meta_time(const struct s3_meta *m, const char *const *names, struct timespec *ts)
 {
 	for (; *names; names++)
-		if (bfs_meta_parse_time(s3_meta_get(m, *names), ts) == 0)
+		if (bfs_meta_parse_time(s3_meta_get(m, *names), ts) == 0 &&
+		    !(ts->tv_sec == -1 && ts->tv_nsec == 0))
 			return true;
 	return false;
 }

@@ -222,99 +222,55 @@ static int set_endpoint(struct parse *p, const char *name, const char *url)
 	return 0;
 }
 
-/* Handles one -o option (name[=value]). */
-static int handle_opt(struct parse *p, char *opt)
+/* bucketfs options that take a value (FUSE's are in fuse_values). */
+static const char *const valued[] = {
+	"endpoint", "region", "profile", "ca_file", "passwd_file", "cache_dir", "stat_ttl",
+	"upload_delay", "uid", "gid", "umask", "block_size", "cache_size", "cache_ttl",
+	"part_size", "parallel", NULL,
+};
+
+/* A FUSE option with a value: checked where FUSE would only fail later, passed on. */
+static int fuse_value(struct parse *p, const char *name, const char *value)
+{
+	unsigned long long u;
+	if (strcmp(name, "fsname") == 0)
+		p->fsname_set = true;
+	if (strcmp(name, "subtype") == 0)
+		p->subtype_set = true;
+	if ((strcmp(name, "max_read") == 0 || strcmp(name, "blksize") == 0) &&
+	    (!parse_uint(value, UINT_MAX, &u) || u == 0))
+		return bad_value(p, name, value, "a number of bytes");
+	char *full;
+	if (asprintf(&full, "%s=%s", name, value) < 0)
+		return -ENOMEM;
+	int rc = fuse_opt_add(p->o, full);
+	free(full);
+	return rc;
+}
+
+/* One of the valued bucketfs options; value is non-empty. */
+static int set_value(struct parse *p, const char *name, const char *value)
 {
 	struct bfs_options *o = p->o;
-	char *value = strchr(opt, '=');
-	if (value)
-		*value++ = '\0';
-	const char *name = opt;
 	unsigned long long u;
 	uint64_t size;
-	int rc;
-
-	if (!*name)
-		return value ? fail(p, "empty option name in '=%s'", value) : 0;
-
-	/* Flags. */
-	struct { const char *name; bool *field; } flags[] = {
-		{"path_style", &o->path_style}, {"no_verify_ssl", &o->insecure},
-		{"sync_close", &o->sync_close}, {"allow_other", &o->allow_other},
-		{"ro", &o->read_only},
-	};
-	for (size_t i = 0; i < sizeof(flags) / sizeof(flags[0]); i++) {
-		if (strcmp(name, flags[i].name) != 0)
-			continue;
-		if (value)
-			return fail(p, "option %s takes no value (got '%s')", name, value);
-		*flags[i].field = true;
-		/* allow_other and ro are also FUSE's business. */
-		if (strcmp(name, "allow_other") == 0 || strcmp(name, "ro") == 0)
-			return fuse_opt_add(o, name);
-		return 0;
-	}
-	if (strcmp(name, "debug") == 0 && !value) {
-		o->debug = o->foreground = true;
-		return 0;
-	}
-	if (strcmp(name, "rw") == 0 && !value)
-		o->read_only = false;
-	if (in_list(fuse_flags, name)) {
-		if (value)
-			return fail(p, "option %s takes no value (got '%s')", name, value);
-		return fuse_opt_add(o, name);
-	}
-	if (in_list(ignored, name) || strncmp(name, "x-", 2) == 0 || strcmp(name, "comment") == 0)
-		return 0;
-
-	/* Everything below needs a value. */
-	struct { const char *name; char **field; bool path; } strs[] = {
-		{"region", &o->region, false},    {"profile", &o->profile, false},
-		{"ca_file", &o->ca_file, true},    {"passwd_file", &o->passwd_file, true},
-		{"cache_dir", &o->cache_dir, true},
-	};
-	bool known = strcmp(name, "endpoint") == 0 || in_list(fuse_values, name);
-	for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++)
-		known = known || strcmp(name, strs[i].name) == 0;
-	static const char *const numeric[] = {
-		"stat_ttl", "upload_delay", "uid", "gid", "umask", "block_size", "cache_size",
-		"cache_ttl", "part_size", "parallel", NULL,
-	};
-	known = known || in_list(numeric, name);
-	if (!known)
-		return fail(p, "unknown option '%s' (see bucketfs --help)", name);
-	if (!value || !*value)
-		return fail(p, "option %s needs a value (%s=...)", name, name);
 
 	if (strcmp(name, "endpoint") == 0)
 		return set_endpoint(p, name, value);
-	if (in_list(fuse_values, name)) {
-		if (strcmp(name, "fsname") == 0)
-			p->fsname_set = true;
-		if (strcmp(name, "subtype") == 0)
-			p->subtype_set = true;
-		if (strcmp(name, "max_read") == 0 || strcmp(name, "blksize") == 0) {
-			if (!parse_uint(value, UINT_MAX, &u) || u == 0)
-				return bad_value(p, name, value, "a number of bytes");
-		}
-		char *full;
-		if (asprintf(&full, "%s=%s", name, value) < 0)
-			return -ENOMEM;
-		rc = fuse_opt_add(o, full);
-		free(full);
-		return rc;
-	}
-	for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++) {
-		if (strcmp(name, strs[i].name) != 0)
-			continue;
-		if (!strs[i].path)
-			return set_str(strs[i].field, value);
+	if (strcmp(name, "region") == 0)
+		return set_str(&o->region, value);
+	if (strcmp(name, "profile") == 0)
+		return set_str(&o->profile, value);
+
+	char **path = strcmp(name, "ca_file") == 0 ? &o->ca_file
+		    : strcmp(name, "passwd_file") == 0 ? &o->passwd_file
+		    : strcmp(name, "cache_dir") == 0 ? &o->cache_dir : NULL;
+	if (path) {
 		char *abs = abs_path(value);
 		if (!abs)
 			return fail(p, "cannot make %s absolute: '%s'", name, value);
-		free(*strs[i].field);
-		*strs[i].field = abs;
+		free(*path);
+		*path = abs;
 		return 0;
 	}
 
@@ -372,6 +328,57 @@ static int handle_opt(struct parse *p, char *opt)
 		o->cache_size = size;
 	}
 	return 0;
+}
+
+/* Handles one -o option (name[=value]). */
+static int handle_opt(struct parse *p, char *opt)
+{
+	struct bfs_options *o = p->o;
+	char *value = strchr(opt, '=');
+	if (value)
+		*value++ = '\0';
+	const char *name = opt;
+
+	if (!*name)
+		return value ? fail(p, "empty option name in '=%s'", value) : 0;
+
+	struct { const char *name; bool *field; } flags[] = {
+		{"path_style", &o->path_style}, {"no_verify_ssl", &o->insecure},
+		{"sync_close", &o->sync_close}, {"allow_other", &o->allow_other},
+		{"ro", &o->read_only},
+	};
+	for (size_t i = 0; i < sizeof(flags) / sizeof(flags[0]); i++) {
+		if (strcmp(name, flags[i].name) != 0)
+			continue;
+		if (value)
+			return fail(p, "option %s takes no value (got '%s')", name, value);
+		*flags[i].field = true;
+		/* allow_other and ro are also FUSE's business. */
+		if (strcmp(name, "allow_other") == 0 || strcmp(name, "ro") == 0)
+			return fuse_opt_add(o, name);
+		return 0;
+	}
+	if (strcmp(name, "debug") == 0 && !value) {
+		o->debug = o->foreground = true;
+		return 0;
+	}
+	if (in_list(fuse_flags, name)) {
+		if (value)
+			return fail(p, "option %s takes no value (got '%s')", name, value);
+		if (strcmp(name, "rw") == 0)
+			o->read_only = false;
+		return fuse_opt_add(o, name);
+	}
+	if (in_list(ignored, name) || strncmp(name, "x-", 2) == 0 || strcmp(name, "comment") == 0)
+		return 0;
+
+	if (!in_list(valued, name) && !in_list(fuse_values, name))
+		return fail(p, "unknown option '%s' (see bucketfs --help)", name);
+	if (!value || !*value)
+		return fail(p, "option %s needs a value (%s=...)", name, name);
+	if (in_list(fuse_values, name))
+		return fuse_value(p, name, value);
+	return set_value(p, name, value);
 }
 
 /* Splits a -o argument at commas and handles each option. */
@@ -462,7 +469,7 @@ static const char *env(const char *name)
 	return v && *v ? v : NULL;
 }
 
-/* ~/.cache/bucketfs/HOST/BUCKET, or /var/cache/bucketfs/HOST/BUCKET for root. HOST is the
+/* ~/.cache/bucketfs/HOST/BUCKET[:PREFIX], or /var/cache/bucketfs/HOST/BUCKET[:PREFIX] for root. HOST is the
  * endpoint's host (with "_PORT"), or AWS's regional endpoint. */
 static int default_cache_dir(struct bfs_options *o)
 {
@@ -480,9 +487,18 @@ static int default_cache_dir(struct bfs_options *o)
 	for (char *c = host; *c; c++)
 		*c = *c == ':' ? '_' : (char)tolower((unsigned char)*c);
 
+	/* each BUCKET:PREFIX mount has a cache of its own ('/' in the prefix as %2F) */
+	char *pfx = bfs_uri_encode(o->prefix, 0);
+	if (!pfx) {
+		free(host);
+		return -ENOMEM;
+	}
 	const char *home = geteuid() == 0 ? NULL : home_dir();
-	int n = home ? asprintf(&o->cache_dir, "%s/.cache/bucketfs/%s/%s", home, host, o->bucket)
-		     : asprintf(&o->cache_dir, "/var/cache/bucketfs/%s/%s", host, o->bucket);
+	int n = home ? asprintf(&o->cache_dir, "%s/.cache/bucketfs/%s/%s%s%s", home, host,
+				o->bucket, pfx[0] ? ":" : "", pfx)
+		     : asprintf(&o->cache_dir, "/var/cache/bucketfs/%s/%s%s%s", host, o->bucket,
+				pfx[0] ? ":" : "", pfx);
+	free(pfx);
 	if (n < 0)
 		o->cache_dir = NULL;
 	else

@@ -70,8 +70,9 @@ int s3_xml_parse_error(const char *body, size_t len, struct s3_xml_error *err);
 /* ListObjectsV2 result into out (initialised by the callee); keys url-decoded when the
  * response says EncodingType=url. 0, -EPROTO or -ENOMEM. */
 int s3_xml_parse_list(const char *body, size_t len, struct s3_list_page *out);
-/* Text of the first element named `name` (at any depth) under the root named `root`, into
- * out (truncated to outlen). 0, -ENOENT if missing (or the root differs), -EPROTO. */
+/* Text of the first element named `name` (at any depth) under the root named `root` (NULL:
+ * any root but <Error>), into out (truncated to outlen). 0, -ENOENT if missing (or the root
+ * differs), -EPROTO if not XML. */
 int s3_xml_find_text(const char *body, size_t len, const char *root, const char *name,
 		     char *out, size_t outlen);
 /* DeleteResult: first <Error> that is not NoSuchKey into err. 0 = none, 1 = found. */
@@ -108,9 +109,9 @@ struct s3_req {
 	enum s3_sink sink;
 	void *buf;        /* S3_SINK_BUF: up to cap bytes */
 	size_t cap;
-	bool ranged;      /* a Range starting at range_off was sent: a 200 (whole object) */
-	uint64_t range_off; /* answer has its first range_off bytes dropped */
-	uint64_t skip;
+	uint64_t range_off; /* caller's Range start: a 200 (Range ignored) drops that many bytes */
+	bool ranged;      /* set per attempt by request.c from range_off */
+	uint64_t skip;    /* bytes still to drop (request.c) */
 	int fd;           /* S3_SINK_FD: pwrite at fd_off + n */
 	uint64_t fd_off;
 

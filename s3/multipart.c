@@ -165,8 +165,8 @@ static int check_complete(struct s3_req *r, void *arg)
 			     r->err.request_id[0] ? r->err.request_id : "-");
 		return s3_errmap_http(500, r->err.code);
 	}
-	if (s3_xml_find_text(r->resp, r->resp_len, "CompleteMultipartUploadResult", "ETag", tag,
-			     sizeof(tag))) {
+	/* Root CompleteMultipartUploadResult; some servers name it ...Response: accept any. */
+	if (s3_xml_find_text(r->resp, r->resp_len, NULL, "ETag", tag, sizeof(tag))) {
 		s3_set_error("COMPLETE-MULTIPART %s: malformed result (request id %s)", r->key,
 			     r->request_id[0] ? r->request_id : "-");
 		return -EPROTO;

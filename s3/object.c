@@ -127,7 +127,7 @@ static void get_part(void *arg, size_t i)
 	r.fd_off = off;
 	atomic_fetch_add(&g->c->stats.get, 1);
 	rc = s3_request(g->c, &r);
-	if (rc == 0 && r.got != len) {
+	if (rc == 0 && r.got < len) {
 		s3_set_error("GET %s: short body at %llu: %llu of %llu bytes", g->key,
 			     (unsigned long long)off, (unsigned long long)r.got,
 			     (unsigned long long)len);

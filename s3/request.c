@@ -486,7 +486,7 @@ out:
 int s3_request(struct s3_client *c, struct s3_req *r)
 {
 	char *path = NULL, *query = NULL;
-	const char *key = r->key ? r->key : "";
+	const char *key = r->key ? r->key : c->bucket; /* for messages */
 	struct attempt a;
 	int rc = -ENOMEM, attempt;
 
@@ -544,9 +544,13 @@ int s3_request(struct s3_client *c, struct s3_req *r)
 		if (!retry || attempt >= c->retries)
 			goto fail;
 		atomic_fetch_add(&c->stats.retries, 1);
-		bfs_log(BFS_LOG_WARN, "s3: %s %s: retry %d/%d after HTTP %ld %s (request id %s)",
-			r->what, key, attempt + 1, c->retries, r->status, why,
-			r->request_id[0] ? r->request_id : "-");
+		if (r->status)
+			bfs_log(BFS_LOG_WARN, "s3: %s %s: retry %d/%d after HTTP %ld %s (request id %s)",
+				r->what, key, attempt + 1, c->retries, r->status, why,
+				r->request_id[0] ? r->request_id : "-");
+		else
+			bfs_log(BFS_LOG_WARN, "s3: %s %s: retry %d/%d after %s", r->what, key,
+				attempt + 1, c->retries, why);
 		backoff_sleep(attempt);
 	}
 	rc = 0;
@@ -554,7 +558,10 @@ int s3_request(struct s3_client *c, struct s3_req *r)
 fail:
 	if (rc == -ENOMEM)
 		s3_set_error("%s %s: out of memory", r->what, key);
-	atomic_fetch_add(&c->stats.errors, 1);
+	/* Answers a file system expects (absent, not modified, changed, past the end) are not
+	 * counted as errors. */
+	if (rc != -ENOENT && rc != -EALREADY && rc != -ESTALE && rc != -ERANGE)
+		atomic_fetch_add(&c->stats.errors, 1);
 out:
 	free(path);
 	free(query);

@@ -27,6 +27,12 @@ static xmlDocPtr xml_parse(const char *body, size_t len)
 	xmlDocPtr doc;
 
 	pthread_once(&xml_once, xml_init);
+	/* S3 sends whitespace to keep slow CopyObject/CompleteMultipartUpload connections alive
+	 * before the document; an XML declaration is only allowed at its very start. */
+	while (body && len > 0 && (*body == ' ' || *body == '\t' || *body == '\r' || *body == '\n')) {
+		body++;
+		len--;
+	}
 	if (!body || len == 0 || len > INT32_MAX)
 		return NULL;
 	doc = xmlReadMemory(body, (int)len, NULL, NULL,
@@ -133,7 +139,8 @@ int s3_xml_find_text(const char *body, size_t len, const char *root_name, const 
 	if (!doc)
 		return -EPROTO;
 	root = xmlDocGetRootElement(doc);
-	if (is_elem(root, root_name) && (n = descendant(root, name))) {
+	if (root && (root_name ? is_elem(root, root_name) : !is_elem(root, "Error")) &&
+	    (n = descendant(root, name))) {
 		text_copy(n, out, outlen);
 		rc = 0;
 	}

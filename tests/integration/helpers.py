@@ -174,3 +174,10 @@ def fmt_stats(stats):
 
 def mode_str(m):
     return f'{stat.filemode(m)} ({m:o})'
+
+
+def reset_counters(proxy):
+    """proxy.reset() also forgets violations: fail on any recorded so far, then reset."""
+    v = proxy.violations()
+    assert not v, 'S3 protocol violations before the measured step:\n' + '\n'.join(map(str, v[:10]))
+    proxy.reset()

@@ -55,7 +55,10 @@ def test_object_written_by_boto3_is_a_file(mount, bucket, s3):
 
 
 def test_mkdir_marker_and_implicit_dirs(mount, bucket, s3):
-    s3.put_object(Bucket=bucket, Key='imp/sub/file.txt', Body=b'deep')  # no markers at all
+    # No markers at all. (s3rver 3.7.1 reports a common prefix only if an object sits directly
+    # below it, hence imp/top.txt; real S3 needs no such help.)
+    s3.put_object(Bucket=bucket, Key='imp/sub/file.txt', Body=b'deep')
+    s3.put_object(Bucket=bucket, Key='imp/top.txt', Body=b'top')
     m = mount(bucket)
     d = os.path.join(m.path, 'made')
     os.mkdir(d)
@@ -64,14 +67,15 @@ def test_mkdir_marker_and_implicit_dirs(mount, bucket, s3):
     assert stat.S_ISDIR(os.stat(os.path.join(m.path, 'imp', 'sub')).st_mode)
     assert read_file(os.path.join(m.path, 'imp', 'sub', 'file.txt')) == b'deep'
     assert sorted(os.listdir(m.path)) == ['imp', 'made']
-    assert os.listdir(os.path.join(m.path, 'imp')) == ['sub']
+    assert sorted(os.listdir(os.path.join(m.path, 'imp'))) == ['sub', 'top.txt']
     m.unmount()
 
     keys = s3_keys(s3, bucket)
     assert 'made/' in keys, f'mkdir left no "made/" marker: {sorted(keys)}'
     assert s3_head(s3, bucket, 'made/')['ContentLength'] == 0
     assert_meta(s3_meta(s3, bucket, 'made/'), 'made/', mode=stat.S_IFDIR | 0o750, uid=0, gid=0)
-    assert 'imp/sub/file.txt' in keys
+    assert {'imp/sub/file.txt', 'imp/top.txt'} <= keys
+    assert not {'imp/', 'imp/sub/'} & keys, 'looking at implicit directories wrote marker objects'
 
     m.remount()
     st = os.stat(d)
@@ -105,7 +109,7 @@ def test_readdir(mount, bucket, s3):
     put_s3fs_object(s3, bucket, 'dir/', mode=stat.S_IFDIR | 0o755)
     for i in range(20):
         put_s3fs_object(s3, bucket, f'dir/f{i:02d}', b'x' * i)
-    s3.put_object(Bucket=bucket, Key='dir/implicit/deeper/x', Body=b'')
+    s3.put_object(Bucket=bucket, Key='dir/implicit/x', Body=b'')
     m = mount(bucket)
     d = os.path.join(m.path, 'dir')
     os.mkdir(os.path.join(d, 'made'))
@@ -322,6 +326,7 @@ def test_fsync_and_flush(mount, bucket, s3):
         f.flush()
         os.fsync(f.fileno())
         f.write(b'b' * 10)
+        f.flush()
         os.fdatasync(f.fileno())
         assert os.pread(f.fileno(), 10, 100000) == b'b' * 10
     assert os.stat(p).st_size == 100010
@@ -431,37 +436,48 @@ def test_xattrs(mount, bucket, s3):
 
 def test_permissions_checked_by_kernel(mount, bucket, s3):
     m = mount(bucket, opts=['allow_other'])
-    secret = os.path.join(m.path, 'secret')
-    public = os.path.join(m.path, 'public')
-    mine = os.path.join(m.path, 'mine')
-    write_file(secret, b'top secret')
-    os.chmod(secret, 0o600)
-    write_file(public, b'for everyone')
-    os.chmod(public, 0o644)
-    write_file(mine, b'owned by 1000')
-    os.chmod(mine, 0o600)
-    os.chown(mine, 1000, 1000)
-    rootdir = os.path.join(m.path, 'rootdir')
-    os.mkdir(rootdir)
-    os.chmod(rootdir, 0o755)
-    r = run_as(1000, 1000, ['cat', secret])
-    assert r.returncode != 0 and 'Permission denied' in r.stderr, f'uid 1000 read a root 0600 file: {r}'
-    r = run_as(1000, 1000, ['cat', public])
-    assert r.returncode == 0 and r.stdout == 'for everyone', r
-    r = run_as(1000, 1000, ['cat', mine])
-    assert r.returncode == 0 and r.stdout == 'owned by 1000', r
-    r = run_as(1001, 1001, ['cat', mine])
-    assert r.returncode != 0 and 'Permission denied' in r.stderr, r
-    r = run_as(1000, 1000, ['touch', os.path.join(rootdir, 'new-by-1000')])
-    assert r.returncode != 0 and 'Permission denied' in r.stderr, f'uid 1000 wrote into a 0755 root dir: {r}'
-    r = run_as(1000, 1000, ['sh', '-c', f'echo x >> {public}'])
-    assert r.returncode != 0, f'uid 1000 appended to a 0644 root file: {r}'
+    write_file(os.path.join(m.path, 'secret'), b'top secret')
+    os.chmod(os.path.join(m.path, 'secret'), 0o600)
+    write_file(os.path.join(m.path, 'public'), b'for everyone')
+    os.chmod(os.path.join(m.path, 'public'), 0o644)
+    write_file(os.path.join(m.path, 'mine'), b'owned by 1000')
+    os.chmod(os.path.join(m.path, 'mine'), 0o600)
+    os.chown(os.path.join(m.path, 'mine'), 1000, 1000)
+    os.mkdir(os.path.join(m.path, 'rootdir'))
+    os.chmod(os.path.join(m.path, 'rootdir'), 0o755)
+    # The mountpoint may sit below a directory other users can't enter (pytest's 0700 tmp dirs):
+    # reach it through an inherited descriptor, so only the mount's own permissions count.
+    fd = os.open(m.path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        def as_user(uid, *argv):
+            return run_as(uid, uid, list(argv), pass_fds=[fd])
+        root = f'/proc/self/fd/{fd}'
+        r = as_user(1000, 'cat', f'{root}/public')
+        assert r.returncode == 0 and r.stdout == 'for everyone', f'uid 1000 cannot read a 0644 file: {r}'
+        r = as_user(1000, 'cat', f'{root}/secret')
+        assert r.returncode != 0 and 'Permission denied' in r.stderr, f'uid 1000 read a root 0600 file: {r}'
+        r = as_user(1000, 'cat', f'{root}/mine')
+        assert r.returncode == 0 and r.stdout == 'owned by 1000', r
+        r = as_user(1001, 'cat', f'{root}/mine')
+        assert r.returncode != 0 and 'Permission denied' in r.stderr, f'uid 1001 read 1000\'s 0600 file: {r}'
+        r = as_user(1000, 'touch', f'{root}/rootdir/new-by-1000')
+        assert r.returncode != 0 and 'Permission denied' in r.stderr, f'uid 1000 wrote into a 0755 root dir: {r}'
+        r = as_user(1000, 'sh', '-c', f'echo x >> {root}/public')
+        assert r.returncode != 0, f'uid 1000 appended to a 0644 root file: {r}'
+    finally:
+        os.close(fd)
     m.unmount()
     assert s3_keys(s3, bucket) == {'secret', 'public', 'mine', 'rootdir/'}
     assert s3_body(s3, bucket, 'public') == b'for everyone'
     m.remount()
-    r = run_as(1000, 1000, ['cat', secret])
-    assert r.returncode != 0 and 'Permission denied' in r.stderr, f'after remount: {r}'
+    fd = os.open(m.path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        r = run_as(1000, 1000, ['cat', f'/proc/self/fd/{fd}/secret'], pass_fds=[fd])
+        assert r.returncode != 0 and 'Permission denied' in r.stderr, f'after remount: {r}'
+        r = run_as(1000, 1000, ['cat', f'/proc/self/fd/{fd}/mine'], pass_fds=[fd])
+        assert r.returncode == 0 and r.stdout == 'owned by 1000', f'after remount: {r}'
+    finally:
+        os.close(fd)
 
 
 NAMES = ['with space', 'ünïcødé-日本語', 'per%cent', 'pct%2Fslash', 'plus+sign', 'hash#tag',
@@ -579,3 +595,25 @@ def test_unmount_writes_all_data(mount, bucket, s3):
     assert took < 45, f'unmount waited {took:.0f} s (upload_delay instead of flushing now?)'
     for k, v in files.items():
         assert s3_body(s3, bucket, k) == v, f'{k} incomplete in S3 after unmount'
+
+
+def test_stat_ttl_expiry(mount, bucket, s3):
+    """Changes made directly in S3 show through the mount once stat_ttl has passed."""
+    put_s3fs_object(s3, bucket, 'seen', b'v1')
+    m = mount(bucket, opts=['stat_ttl=1'])
+    p = os.path.join(m.path, 'seen')
+    assert read_file(p) == b'v1'
+    assert os.listdir(m.path) == ['seen']
+    put_s3fs_object(s3, bucket, 'seen', b'version two', mode=stat.S_IFREG | 0o600, uid=1001)
+    put_s3fs_object(s3, bucket, 'added', b'new')
+    assert wait_until(lambda: sorted(os.listdir(m.path)) == ['added', 'seen'], 10), \
+        f'object added in S3 not listed 10 s later with stat_ttl=1: {os.listdir(m.path)}'
+    assert wait_until(lambda: os.stat(p).st_size == 11, 10), 'new size not seen 10 s later'
+    st = os.stat(p)
+    assert (st.st_mode, st.st_uid) == (stat.S_IFREG | 0o600, 1001)
+    assert read_file(p) == b'version two', 'stale data after the object changed in S3'
+    s3.delete_object(Bucket=bucket, Key='added')
+    assert wait_until(lambda: not os.path.exists(os.path.join(m.path, 'added')), 10), \
+        'object deleted in S3 still there 10 s later'
+    m.unmount()
+    assert s3_keys(s3, bucket) == {'seen'}

@@ -6,8 +6,8 @@ import stat
 
 import pytest
 
-from helpers import (assert_meta, fmt_stats, ops, put_s3fs_object, read_file, s3_body, s3_keys,
-                     s3_meta, write_file)
+from helpers import (assert_meta, fmt_stats, ops, put_s3fs_object, read_file, reset_counters,
+                     s3_body, s3_keys, s3_meta, write_file)
 
 
 def test_rename_file(mount, bucket, s3):
@@ -109,7 +109,7 @@ def test_rename_directory_server_side(mount, bucket, s3, proxy):
     s3.put_object(Bucket=bucket, Key='older', Body=b'a sibling whose name starts like old')
 
     m = mount(bucket)
-    proxy.reset()
+    reset_counters(proxy)
     os.rename(os.path.join(m.path, 'old'), os.path.join(m.path, 'new'))
     assert sorted(os.listdir(m.path)) == ['new', 'older']
     m.unmount()

@@ -41,6 +41,7 @@ struct src {
 	size_t lens[64];
 	atomic_int reval_calls;
 	int reval_rc;
+	int reval_delay_ms;
 };
 
 static ssize_t fetch(void *arg, uint64_t off, size_t len, void *buf)
@@ -73,6 +74,10 @@ static int revalidate(void *arg, const char *key, const char *etag)
 	(void)key;
 	(void)etag;
 	atomic_fetch_add(&s->reval_calls, 1);
+	if (s->reval_delay_ms) {
+		struct timespec ts = { 0, s->reval_delay_ms * 1000000L };
+		nanosleep(&ts, NULL);
+	}
 	return s->reval_rc;
 }
 
@@ -352,6 +357,37 @@ static void test_invalidate(void **state)
 	free(s.data);
 }
 
+struct racing_src {
+	struct src s;
+	struct cache *c;
+};
+
+static ssize_t fetch_then_invalidate(void *arg, uint64_t off, size_t len, void *buf)
+{
+	struct racing_src *r = arg;
+	ssize_t n = fetch(&r->s, off, len, buf);
+
+	cache_invalidate(r->c, "race"); /* e.g. an overwrite landed while we were fetching */
+	return n;
+}
+
+/* A fetch that started before an invalidation is served but not stored. */
+static void test_invalidate_during_fetch(void **state)
+{
+	struct fixture *fx = *state;
+	struct racing_src r = { .c = fx->c };
+	unsigned char buf[100];
+	struct cache_stats st;
+
+	src_init(&r.s, OBJ, 14);
+	assert_int_equal(cache_read(fx->c, "race", "e", OBJ, 0, 100, buf, fetch_then_invalidate, &r),
+			 100);
+	assert_memory_equal(buf, r.s.data, 100);
+	cache_stats_get(fx->c, &st);
+	assert_int_equal(st.blocks, 0);
+	free(r.s.data);
+}
+
 static void test_long_key_hashed(void **state)
 {
 	struct fixture *fx = *state;
@@ -391,6 +427,33 @@ static void test_persists_across_reopen(void **state)
 	assert_int_equal(st.bytes, OBJ);
 	rd(fx->c, "p", "e", &s, 0, OBJ);
 	assert_int_equal(s.calls, 3);
+	free(s.data);
+}
+
+/* What a crash leaves in blocks/ (a temporary, a renamed file never indexed) is deleted at
+ * open; a record whose file vanished is refetched. */
+static void test_open_sweeps_strays(void **state)
+{
+	struct fixture *fx = *state;
+	char stray[256], tmp[256], path[512];
+	struct src s;
+	int fd;
+
+	src_init(&s, BS, 15);
+	rd(fx->c, "p", "e", &s, 0, BS);
+	snprintf(stray, sizeof(stray), "%s/blocks/ab/00000000000099ab", fx->dir);
+	snprintf(tmp, sizeof(tmp), "%s/blocks/07/0000000000000107.tmp", fx->dir);
+	assert_true((fd = open(stray, O_CREAT | O_WRONLY, 0600)) >= 0);
+	close(fd);
+	assert_true((fd = open(tmp, O_CREAT | O_WRONLY, 0600)) >= 0);
+	close(fd);
+	cache_close(fx->c);
+	fx_open(fx);
+	assert_int_equal(access(stray, F_OK), -1);
+	assert_int_equal(access(tmp, F_OK), -1);
+	only_block_file(fx, path, sizeof(path)); /* the real block survived */
+	rd(fx->c, "p", "e", &s, 0, BS);
+	assert_int_equal(s.calls, 1);
 	free(s.data);
 }
 
@@ -448,6 +511,51 @@ static void test_ttl_revalidate(void **state)
 	free(s.data);
 }
 
+struct revalidator {
+	struct cache *c;
+	struct src *s;
+	ssize_t n;
+	int blk;
+};
+
+static void *revalidator_main(void *arg)
+{
+	struct revalidator *r = arg;
+	struct cache_source cs = { fetch, revalidate, r->s };
+	unsigned char buf[BS];
+
+	r->n = cache_read_src(r->c, "t", "e", r->s->size, (uint64_t)r->blk * BS, 100, buf, &cs);
+	if (r->n == 100 && memcmp(buf, r->s->data + r->blk * BS, 100) != 0)
+		r->n = -EBADMSG;
+	return NULL;
+}
+
+/* Readers of an expired version, on any of its blocks, share one revalidation. */
+static void test_ttl_concurrent_revalidation(void **state)
+{
+	struct fixture *fx = *state;
+	pthread_t t[6];
+	struct revalidator r[6];
+	struct src s;
+
+	src_init(&s, OBJ, 13);
+	atomic_store(&fake_now, 2000);
+	rd(fx->c, "t", "e", &s, 0, OBJ);
+	atomic_store(&fake_now, 2100);
+	s.reval_delay_ms = 200;
+	for (int i = 0; i < 6; i++) {
+		r[i] = (struct revalidator){ fx->c, &s, 0, i % 3 };
+		assert_int_equal(pthread_create(&t[i], NULL, revalidator_main, &r[i]), 0);
+	}
+	for (int i = 0; i < 6; i++) {
+		pthread_join(t[i], NULL);
+		assert_int_equal(r[i].n, 100);
+	}
+	assert_int_equal(s.reval_calls, 1);
+	assert_int_equal(s.calls, 3);
+	free(s.data);
+}
+
 static void test_ttl_without_hook_refetches(void **state)
 {
 	struct fixture *fx = *state;
@@ -499,6 +607,11 @@ static int enospc_child(void)
 		goto out_close;
 	cache_stats_get(c, &st);
 	if (st.blocks == 0 || st.bytes > 256 * 1024)
+		goto out_close;
+	/* the newest blocks got in: older ones were evicted to make room */
+	s.calls = 0;
+	if (cache_read(c, "big", "e", s.size, s.size - BS, BS, buf, fetch, &s) != BS ||
+	    s.calls != 0)
 		goto out_close;
 	/* now leave no room at all: reads are still served, from the fetched bytes */
 	cache_invalidate(c, "big");
@@ -553,10 +666,13 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_fetch_error_not_cached, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_object_shorter_than_claimed, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_invalidate, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_invalidate_during_fetch, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_long_key_hashed, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_open_sweeps_strays, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_persists_across_reopen, setup, teardown),
 		cmocka_unit_test(test_expiry_arithmetic),
 		cmocka_unit_test_setup_teardown(test_ttl_revalidate, setup_ttl100, teardown),
+		cmocka_unit_test_setup_teardown(test_ttl_concurrent_revalidation, setup_ttl100, teardown),
 		cmocka_unit_test_setup_teardown(test_ttl_without_hook_refetches, setup_ttl100, teardown),
 		cmocka_unit_test(test_enospc_reads_still_served),
 	};

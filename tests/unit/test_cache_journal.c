@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -183,12 +184,60 @@ static void test_recovery_after_reopen(void **state)
 	assert_true(c2 > b); /* the counter survived the reopen */
 }
 
+struct creator {
+	struct cache *c;
+	uint64_t ids[50];
+	int rc;
+};
+
+static void *creator_main(void *arg)
+{
+	struct creator *cr = arg;
+
+	for (int i = 0; i < 50 && cr->rc == 0; i++) {
+		int fd;
+		cr->rc = cache_dirty_create(cr->c, &cr->ids[i], &fd);
+		if (cr->rc == 0)
+			close(fd);
+	}
+	return NULL;
+}
+
+static int cmp_id(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static void test_concurrent_create_unique_ids(void **state)
+{
+	struct fixture *fx = *state;
+	struct creator cr[4];
+	pthread_t t[4];
+	uint64_t all[200];
+
+	for (int i = 0; i < 4; i++) {
+		cr[i] = (struct creator){ .c = fx->c };
+		assert_int_equal(pthread_create(&t[i], NULL, creator_main, &cr[i]), 0);
+	}
+	for (int i = 0; i < 4; i++) {
+		pthread_join(t[i], NULL);
+		assert_int_equal(cr[i].rc, 0);
+		memcpy(all + 50 * i, cr[i].ids, sizeof(cr[i].ids));
+	}
+	qsort(all, 200, sizeof(all[0]), cmp_id);
+	for (int i = 1; i < 200; i++)
+		assert_true(all[i] > all[i - 1]);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_create_commit_list_remove, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_commit_unknown_id, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_recovery_after_reopen, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_concurrent_create_unique_ids, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

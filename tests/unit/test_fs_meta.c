@@ -281,6 +281,16 @@ static void test_partial_and_odd_metadata(void **state)
 	assert_ts(st.st_mtim, last_modified.tv_sec, 0);
 	s3_object_free(&o);
 
+	/* s3fs's "unknown" time (a marker made by chmod of an implicit directory). */
+	object(&o, 0, "application/x-directory", "mode", "16832", "mtime", "-1", "atime", "-1",
+	       "ctime", "1795636129", NULL);
+	bfs_meta_to_stat(&o, true, &defaults, &st);
+	assert_int_equal(st.st_mode, S_IFDIR | 0700);
+	assert_ts(st.st_mtim, last_modified.tv_sec, 0);
+	assert_ts(st.st_atim, last_modified.tv_sec, 0);
+	assert_ts(st.st_ctim, 1795636129, 0);
+	s3_object_free(&o);
+
 	/* A directory content type without a mode is a directory. */
 	object(&o, 0, "application/x-directory; charset=UTF-8", NULL);
 	bfs_meta_to_stat(&o, false, &defaults, &st);

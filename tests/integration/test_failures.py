@@ -1,0 +1,249 @@
+"""Start-up failures and credential sources.
+
+bin/bucketfs is run directly here (not through the `mount` fixture) so that each test controls the
+whole command line and environment: no AWS_* variables, HOME an empty directory, unless the test
+adds them. A failure must exit != 0 with ONE clear line on stderr and leave nothing mounted and no
+daemon behind."""
+import os
+import socket
+import stat
+import subprocess
+import time
+
+import pytest
+
+from helpers import is_mounted, s3_body, s3_keys, wait_until, write_file
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.realpath(__file__))))
+BUCKETFS = os.path.join(REPO, 'bin', 'bucketfs')
+
+
+def daemon_pids(mountpoint):
+    """Pids of processes whose command line names mountpoint (a bucketfs daemon for it)."""
+    pids = []
+    for d in os.listdir('/proc'):
+        if not d.isdigit() or int(d) == os.getpid():
+            continue
+        try:
+            with open(f'/proc/{d}/cmdline', 'rb') as f:
+                argv = f.read().split(b'\0')
+        except OSError:
+            continue
+        if os.fsencode(mountpoint) in argv and argv[0].endswith(b'bucketfs'):
+            pids.append(int(d))
+    return pids
+
+
+class Runner:
+    """Runs bin/bucketfs against the audit proxy with a clean environment."""
+
+    def __init__(self, proxy, tmp_path):
+        self.proxy = proxy
+        self.tmp = tmp_path
+        self.home = tmp_path / 'home'
+        self.home.mkdir()
+        self.key, self.secret = next(iter(proxy.credentials.items()))
+        self.mounted = []
+
+    def env(self, creds=True, **extra):
+        env = {k: v for k, v in os.environ.items() if not k.startswith('AWS_')}
+        env['HOME'] = str(self.home)
+        if creds:
+            env['AWS_ACCESS_KEY_ID'], env['AWS_SECRET_ACCESS_KEY'] = self.key, self.secret
+        env.update(extra)
+        return env
+
+    def mountpoint(self):
+        p = self.tmp / f'mnt{len(self.mounted)}'
+        p.mkdir()
+        return str(p)
+
+    def run(self, bucket, mnt, opts=(), env=None, endpoint=None, timeout=90):
+        o = [f'endpoint={endpoint or self.proxy.endpoint}', 'path_style', 'region=us-east-1',
+             f'cache_dir={self.tmp / "cache"}'] + list(opts)
+        self.mounted.append(mnt)
+        t0 = time.monotonic()
+        r = subprocess.run([BUCKETFS, bucket, mnt, '-o', ','.join(o)], env=env or self.env(),
+                           capture_output=True, text=True, timeout=timeout)
+        r.seconds = time.monotonic() - t0
+        return r
+
+    def unmount(self, mnt):
+        pids = daemon_pids(mnt)
+        subprocess.run(['fusermount3', '-u', mnt], check=True)
+        assert wait_until(lambda: not any(os.path.exists(f'/proc/{p}') for p in pids), 60), \
+            'daemon still running 60 s after fusermount3 -u'
+
+    def cleanup(self):
+        for mnt in self.mounted:
+            if is_mounted(mnt):
+                subprocess.run(['fusermount3', '-u', mnt])
+                wait_until(lambda: not daemon_pids(mnt), 30)
+
+
+@pytest.fixture
+def runner(proxy, tmp_path):
+    assert os.access(BUCKETFS, os.X_OK), f'{BUCKETFS} not built'
+    r = Runner(proxy, tmp_path)
+    yield r
+    r.cleanup()
+
+
+def assert_clean_failure(r, mnt, *wanted):
+    """exit != 0, exactly one non-empty stderr line containing one of `wanted` (case-insensitive),
+    nothing mounted on mnt and no daemon for it."""
+    lines = [line for line in r.stderr.splitlines() if line.strip()]
+    assert r.returncode != 0, f'exit status 0 for a failing mount; stderr: {r.stderr!r}'
+    assert len(lines) == 1, f'expected one line on stderr, got {len(lines)}: {r.stderr!r}'
+    assert any(w.lower() in lines[0].lower() for w in wanted), \
+        f'stderr line {lines[0]!r} mentions none of {wanted}'
+    assert not is_mounted(mnt), f'{mnt} is still mounted after a failed start'
+    assert wait_until(lambda: not daemon_pids(mnt), 5), \
+        f'bucketfs processes left for {mnt}: {daemon_pids(mnt)}'
+
+
+def assert_works(runner, s3, bucket, mnt, r, name='probe'):
+    """The mount started, a file written through it lands in S3, and it unmounts cleanly."""
+    assert r.returncode == 0, f'mount failed ({r.returncode}): {r.stderr!r}'
+    assert wait_until(lambda: is_mounted(mnt), 10), f'{mnt} not mounted after bucketfs exited 0'
+    write_file(os.path.join(mnt, name), b'written through the mount')
+    runner.unmount(mnt)
+    assert s3_body(s3, bucket, name) == b'written through the mount'
+
+
+def test_unknown_bucket(runner):
+    mnt = runner.mountpoint()
+    r = runner.run('no-such-bucket-7f3a', mnt)
+    assert_clean_failure(r, mnt, 'no-such-bucket-7f3a', 'NoSuchBucket', 'does not exist')
+
+
+def test_access_denied(runner, proxy, bucket):
+    proxy.fault('error', status=403, code='AccessDenied', count=None)
+    mnt = runner.mountpoint()
+    r = runner.run(bucket, mnt)
+    assert_clean_failure(r, mnt, 'denied', '403')
+
+
+def test_invalid_access_key_injected(runner, proxy, bucket):
+    proxy.fault('error', status=403, code='InvalidAccessKeyId', count=None)
+    mnt = runner.mountpoint()
+    r = runner.run(bucket, mnt)
+    assert_clean_failure(r, mnt, 'InvalidAccessKeyId', 'access key', '403')
+
+
+@pytest.mark.parametrize('which', ['key', 'secret'])
+def test_bad_credentials(runner, proxy, bucket, which):
+    """The proxy checks SigV4 like S3: an unknown key or a wrong secret is refused with 403."""
+    env = runner.env(AWS_ACCESS_KEY_ID='AKIANOSUCHKEY0000000' if which == 'key' else runner.key,
+                     AWS_SECRET_ACCESS_KEY=runner.secret if which == 'key' else 'wrong-secret')
+    mnt = runner.mountpoint()
+    r = runner.run(bucket, mnt, env=env)
+    refused = [v for v in proxy.take_violations() if v.kind in ('credential', 'signature')]
+    assert refused, 'the proxy saw no request with the bad credentials'
+    assert_clean_failure(r, mnt, 'InvalidAccessKeyId', 'SignatureDoesNotMatch', 'access key',
+                         'signature', 'credential', '403', 'denied')
+
+
+def test_unreachable_endpoint(runner, bucket):
+    s = socket.socket()
+    s.bind(('127.0.0.1', 0))
+    port = s.getsockname()[1]
+    s.close()  # nothing listens there now
+    mnt = runner.mountpoint()
+    r = runner.run(bucket, mnt, endpoint=f'http://127.0.0.1:{port}')
+    assert_clean_failure(r, mnt, f'127.0.0.1:{port}', 'connect', 'refused', 'unreachable')
+    assert r.seconds < 60, f'took {r.seconds:.0f} s to give up on a closed port'
+
+
+@pytest.mark.parametrize('opt,word', [('stat_ttl=abc', 'stat_ttl'), ('nosuchoption', 'nosuchoption'),
+                                      ('umask=9z', 'umask'), ('upload_delay=soon', 'upload_delay'),
+                                      ('uid=alice', 'uid')])
+def test_bad_option(runner, proxy, bucket, opt, word):
+    mnt = runner.mountpoint()
+    r = runner.run(bucket, mnt, opts=[opt])
+    assert_clean_failure(r, mnt, word)
+
+
+def test_missing_mountpoint(runner, bucket, tmp_path):
+    mnt = str(tmp_path / 'does' / 'not' / 'exist')
+    r = runner.run(bucket, mnt)
+    assert_clean_failure(r, mnt, mnt, 'mountpoint', 'mount point')
+    assert not os.path.exists(mnt), 'bucketfs created the missing mountpoint'
+
+
+def test_no_credentials(runner, bucket):
+    mnt = runner.mountpoint()
+    r = runner.run(bucket, mnt, env=runner.env(creds=False))
+    assert_clean_failure(r, mnt, 'credential', 'AWS_ACCESS_KEY_ID', 'passwd')
+
+
+@pytest.mark.parametrize('mode', [0o644, 0o640, 0o604])
+def test_passwd_file_readable_by_others_refused(runner, bucket, mode):
+    pw = runner.tmp / 'passwd'
+    write_file(pw, f'{runner.key}:{runner.secret}\n'.encode())
+    os.chmod(pw, mode)
+    mnt = runner.mountpoint()
+    r = runner.run(bucket, mnt, opts=[f'passwd_file={pw}'], env=runner.env(creds=False))
+    assert_clean_failure(r, mnt, str(pw), 'passwd')
+
+
+def test_passwd_file_0600_works(runner, s3, bucket):
+    pw = runner.tmp / 'passwd'
+    write_file(pw, f'{runner.key}:{runner.secret}\n'.encode())
+    os.chmod(pw, 0o600)
+    mnt = runner.mountpoint()
+    r = runner.run(bucket, mnt, opts=[f'passwd_file={pw}'], env=runner.env(creds=False))
+    assert_works(runner, s3, bucket, mnt, r)
+
+
+def write_aws_credentials(runner, profiles):
+    d = runner.home / '.aws'
+    d.mkdir(exist_ok=True)
+    text = ''.join(f'[{name}]\naws_access_key_id = {k}\naws_secret_access_key = {s}\n\n'
+                   for name, (k, s) in profiles.items())
+    write_file(d / 'credentials', text.encode())
+    os.chmod(d / 'credentials', 0o600)
+
+
+def test_aws_credentials_profile(runner, proxy, s3, bucket):
+    write_aws_credentials(runner, {'default': ('AKIAWRONGDEFAULT0000', 'nope'),
+                                   'work': (runner.key, runner.secret)})
+    mnt = runner.mountpoint()
+    r = runner.run(bucket, mnt, opts=['profile=work'], env=runner.env(creds=False))
+    assert_works(runner, s3, bucket, mnt, r, 'via-profile')
+    # and without profile= the (wrong) default profile is the one used
+    mnt = runner.mountpoint()
+    r = runner.run(bucket, mnt, env=runner.env(creds=False))
+    assert proxy.take_violations(), 'the default profile was not used'
+    assert_clean_failure(r, mnt, 'InvalidAccessKeyId', 'access key', 'credential', '403', 'denied')
+    assert s3_keys(s3, bucket) == {'via-profile'}
+
+
+def test_environment_wins_over_files(runner, s3, bucket):
+    write_aws_credentials(runner, {'default': ('AKIAWRONGDEFAULT0000', 'nope')})
+    pw = runner.tmp / 'passwd'
+    write_file(pw, b'AKIAWRONGPASSWD00000:nope\n')
+    os.chmod(pw, 0o600)
+    mnt = runner.mountpoint()
+    r = runner.run(bucket, mnt, opts=[f'passwd_file={pw}'])  # runner.env() has the right keys
+    assert_works(runner, s3, bucket, mnt, r, 'via-env')
+
+
+def test_kill9_leaves_no_mount_after_cleanup_and_remounts(runner, s3, bucket):
+    """After the daemon is killed, fusermount3 -u frees the mountpoint and a new mount works and
+    sees what was already uploaded (sync_close)."""
+    mnt = runner.mountpoint()
+    r = runner.run(bucket, mnt, opts=['sync_close'])
+    assert r.returncode == 0, r.stderr
+    assert wait_until(lambda: is_mounted(mnt), 10)
+    write_file(os.path.join(mnt, 'before'), b'uploaded at close')
+    for pid in daemon_pids(mnt):
+        os.kill(pid, 9)
+    assert wait_until(lambda: not daemon_pids(mnt), 10)
+    subprocess.run(['fusermount3', '-u', mnt], check=True)
+    assert not is_mounted(mnt)
+    assert s3_body(s3, bucket, 'before') == b'uploaded at close'
+    r = runner.run(bucket, mnt)
+    assert r.returncode == 0, r.stderr
+    assert stat.S_ISREG(os.stat(os.path.join(mnt, 'before')).st_mode)
+    runner.unmount(mnt)
