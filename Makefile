@@ -4,11 +4,13 @@ BUILD   ?= build
 SAN     ?=
 PKGS     = fuse3 libcurl openssl libxml-2.0 lmdb
 CC      ?= cc
+BIN     ?= bin
 CFLAGS  ?= -g -O2
-CFLAGS  += -std=c11 -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 -Wall -Wextra -Werror -pthread -I. $(SAN)
+ALL_CFLAGS = $(CFLAGS) -std=c11 -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 -Wall -Wextra -Werror \
+	-pthread -I. $(SAN)
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
-LDFLAGS += -pthread $(SAN)
+ALL_LDFLAGS = $(LDFLAGS) -pthread $(SAN)
 
 UTIL_SRC  = $(wildcard util/*.c)
 S3_SRC    = $(wildcard s3/*.c)
@@ -17,12 +19,12 @@ FS_SRC    = $(filter-out fs/main.c,$(wildcard fs/*.c))
 LIB_SRC   = $(UTIL_SRC) $(S3_SRC) $(CACHE_SRC)
 LIB_OBJ   = $(LIB_SRC:%.c=$(BUILD)/%.o)
 FS_OBJ    = $(FS_SRC:%.c=$(BUILD)/%.o)
-TOOLS     = $(patsubst tools/%.c,bin/%,$(wildcard tools/bucketfs-*.c))
+TOOLS     = $(patsubst tools/%.c,$(BIN)/%,$(wildcard tools/bucketfs-*.c))
 UNIT_SRC  = $(wildcard tests/unit/test_*.c)
 UNIT_BIN  = $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
 .PHONY: all deps check-deps test unit integration test-asan demo demo-stop install clean
-all: check-deps bin/bucketfs $(TOOLS)
+all: check-deps $(BIN)/bucketfs $(TOOLS)
 
 check-deps:
 	@pkg-config --exists $(PKGS) cmocka || { echo "missing build dependencies: running make deps"; $(MAKE) deps; }
@@ -32,15 +34,15 @@ deps:
 
 $(BUILD)/%.o: %.c $(wildcard */*.h)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(PKG_CFLAGS) -c -o $@ $<
+	$(CC) $(ALL_CFLAGS) $(PKG_CFLAGS) -c -o $@ $<
 
-bin/bucketfs: $(BUILD)/fs/main.o $(FS_OBJ) $(LIB_OBJ)
-	@mkdir -p bin
-	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
+$(BIN)/bucketfs: $(BUILD)/fs/main.o $(FS_OBJ) $(LIB_OBJ)
+	@mkdir -p $(BIN)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS)
 
-bin/bucketfs-%: $(BUILD)/tools/bucketfs-%.o $(FS_OBJ) $(LIB_OBJ)
-	@mkdir -p bin
-	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
+$(BIN)/bucketfs-%: $(BUILD)/tools/bucketfs-%.o $(FS_OBJ) $(LIB_OBJ)
+	@mkdir -p $(BIN)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS)
 
 # Unit tests are named after the module they test and link only what it needs.
 UTIL_OBJ  = $(UTIL_SRC:%.c=$(BUILD)/%.o)
@@ -48,28 +50,28 @@ S3_OBJ    = $(S3_SRC:%.c=$(BUILD)/%.o)
 CACHE_OBJ = $(CACHE_SRC:%.c=$(BUILD)/%.o)
 $(BUILD)/tests/test_util_%: tests/unit/test_util_%.c $(UTIL_OBJ)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(PKG_CFLAGS) -o $@ $^ $(PKG_LIBS) -lcmocka
+	$(CC) $(ALL_CFLAGS) $(PKG_CFLAGS) -o $@ $^ $(PKG_LIBS) -lcmocka
 $(BUILD)/tests/test_s3_%: tests/unit/test_s3_%.c $(S3_OBJ) $(UTIL_OBJ)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(PKG_CFLAGS) -o $@ $^ $(PKG_LIBS) -lcmocka
+	$(CC) $(ALL_CFLAGS) $(PKG_CFLAGS) -o $@ $^ $(PKG_LIBS) -lcmocka
 $(BUILD)/tests/test_cache_%: tests/unit/test_cache_%.c $(CACHE_OBJ) $(UTIL_OBJ)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(PKG_CFLAGS) -o $@ $^ $(PKG_LIBS) -lcmocka
+	$(CC) $(ALL_CFLAGS) $(PKG_CFLAGS) -o $@ $^ $(PKG_LIBS) -lcmocka
 $(BUILD)/tests/test_fs_%: tests/unit/test_fs_%.c $(FS_OBJ) $(LIB_OBJ)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(PKG_CFLAGS) -o $@ $^ $(PKG_LIBS) -lcmocka
+	$(CC) $(ALL_CFLAGS) $(PKG_CFLAGS) -o $@ $^ $(PKG_LIBS) -lcmocka
 
 unit: all $(UNIT_BIN)
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
 
 integration: all
-	bash tests/run-integration.sh
+	BUCKETFS_BIN=$(abspath $(BIN)) bash tests/run-integration.sh
 
 test: unit integration
 
 test-asan:
-	$(MAKE) BUILD=build-asan SAN="-fsanitize=address,undefined -fno-omit-frame-pointer" \
-		CFLAGS="-g -O1" test
+	$(MAKE) BUILD=build-asan BIN=build-asan/bin CFLAGS="-g -O1" \
+		SAN="-fsanitize=address,undefined -fno-omit-frame-pointer" test
 
 demo: all
 	bash tools/demo.sh start
@@ -79,7 +81,7 @@ demo-stop:
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin
-	install -m 0755 bin/bucketfs $(TOOLS) $(DESTDIR)$(PREFIX)/bin/
+	install -m 0755 $(BIN)/bucketfs $(TOOLS) $(DESTDIR)$(PREFIX)/bin/
 
 clean:
 	rm -rf build build-asan bin

@@ -36,13 +36,10 @@ void bfs_attr_apply(struct bfs_fs *fs, struct bfs_inode *ino, const struct s3_ob
 		st.st_mode = S_IFDIR | (st.st_mode & 07777);
 		st.st_size = 0;
 	}
-	const char *sino = o ? s3_meta_get(&o->meta, "bfs-ino") : NULL;
-	if (sino && strtoull(sino, NULL, 10) > 1)
-		st.st_ino = (ino_t)strtoull(sino, NULL, 10);
-	else if (ino->st.st_ino)
-		st.st_ino = ino->st.st_ino;
-	else
-		st.st_ino = ino->nodeid; /* replaced by the caller with a key hash where known */
+	/* st_ino comes from the key (bfs_ino_of_key, set by the caller): the same on every
+	 * mount and machine, and never shared by two objects the way a stored number copied
+	 * along by another S3 tool would be */
+	st.st_ino = ino->st.st_ino ? ino->st.st_ino : ino->nodeid;
 	st.st_nlink = 1;
 	st.st_blksize = 1 << 20;
 	st.st_blocks = (st.st_size + 511) / 512;
@@ -69,15 +66,7 @@ int bfs_attr_meta(struct bfs_inode *ino, struct s3_meta *dst)
 		return rc;
 	rc = bfs_meta_from_stat(&ino->st, dst);
 	if (rc)
-		goto fail;
-	char buf[32];
-	snprintf(buf, sizeof(buf), "%" PRIu64, (uint64_t)ino->st.st_ino);
-	rc = s3_meta_set(dst, "bfs-ino", buf);
-	if (rc)
-		goto fail;
-	return 0;
-fail:
-	s3_meta_free(dst);
+		s3_meta_free(dst);
 	return rc;
 }
 

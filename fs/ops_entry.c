@@ -223,16 +223,7 @@ int bfs_make_node(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mo
 	s3_meta_init(&ino->meta);
 	ino->meta_loaded = true;
 	memset(&ino->st, 0, sizeof(ino->st));
-	char seed[64];
-	snprintf(seed, sizeof(seed), ":%lld.%09ld:%p", (long long)now.tv_sec, now.tv_nsec,
-		 (void *)ino);
-	char *k2 = malloc(strlen(key) + sizeof(seed));
-	if (k2) {
-		strcpy(k2, key);
-		strcat(k2, seed);
-	}
-	ino->st.st_ino = bfs_ino_of_key(k2 ? k2 : key);
-	free(k2);
+	ino->st.st_ino = bfs_ino_of_key(key);
 	ino->st.st_mode = mode;
 	ino->st.st_nlink = 1;
 	ino->st.st_uid = ctx->uid;

@@ -80,6 +80,7 @@ static void op_open(fuse_req_t req, fuse_ino_t nodeid, struct fuse_file_info *fi
 
 struct fetch_ctx {
 	struct bfs_fs *fs;
+	struct bfs_inode *ino;
 	const char *key;
 	const char *etag;
 };
@@ -95,6 +96,58 @@ static ssize_t fetch_range(void *arg, uint64_t off, size_t len, void *buf)
 		return rc;
 	}
 	return (ssize_t)got;
+}
+
+/* Cached blocks past cache_ttl: still the object S3 has? An open (close-to-open) that asked
+ * S3 within cache_ttl already answered that; otherwise one HEAD. */
+static int revalidate(void *arg, const char *key, const char *etag)
+{
+	struct fetch_ctx *c = arg;
+	int64_t ttl = (int64_t)c->fs->opts->cache_ttl * 1000000000LL;
+	pthread_mutex_lock(&c->ino->lock);
+	int64_t fetched = c->ino->attr_expire - c->fs->stat_ttl_ns;
+	bool confirmed = strcmp(c->ino->etag, etag) == 0 && bfs_mono_ns() - fetched < ttl;
+	pthread_mutex_unlock(&c->ino->lock);
+	if (confirmed)
+		return 0;
+	int rc = bfs_attr_refresh(c->fs, c->ino, true);
+	if (rc)
+		return rc;
+	pthread_mutex_lock(&c->ino->lock);
+	rc = strcmp(c->ino->etag, etag) == 0 ? 0 : -ESTALE;
+	pthread_mutex_unlock(&c->ino->lock);
+	if (rc)
+		bfs_log(BFS_LOG_INFO, "%s changed in S3; cached blocks dropped", key);
+	return rc;
+}
+
+/* Reads [off, off+size) of ino's object through the block cache; when the object changed
+ * in S3 meanwhile, reads the new version once. */
+static ssize_t read_object(struct bfs_fs *fs, struct bfs_inode *ino, char *buf, size_t size,
+			   off_t off)
+{
+	ssize_t n = -ESTALE;
+	for (int attempt = 0; attempt < 2 && n == -ESTALE; attempt++) {
+		pthread_mutex_lock(&ino->lock);
+		char etag[sizeof(ino->etag)];
+		memcpy(etag, ino->etag, sizeof(etag));
+		uint64_t fsize = (uint64_t)ino->st.st_size;
+		pthread_mutex_unlock(&ino->lock);
+		if ((uint64_t)off >= fsize)
+			return 0;
+		if (size > fsize - (uint64_t)off)
+			size = (size_t)(fsize - (uint64_t)off);
+		char *key = bfs_inode_key(fs, ino);
+		if (!key)
+			return -ENOMEM;
+		struct fetch_ctx c = { fs, ino, key, etag };
+		struct cache_source src = { fetch_range, revalidate, &c };
+		n = cache_read_src(fs->cache, key, etag, fsize, (uint64_t)off, size, buf, &src);
+		free(key);
+		if (n == -ESTALE && attempt == 0)
+			bfs_attr_refresh(fs, ino, true); /* If-Match failed: learn the new ETag */
+	}
+	return n;
 }
 
 static void op_read(fuse_req_t req, fuse_ino_t nodeid, size_t size, off_t off,
@@ -133,18 +186,8 @@ static void op_read(fuse_req_t req, fuse_ino_t nodeid, size_t size, off_t off,
 		}
 		pthread_mutex_unlock(&ino->lock);
 	} else {
-		char etag[sizeof(ino->etag)];
-		memcpy(etag, ino->etag, sizeof(etag));
 		pthread_mutex_unlock(&ino->lock);
-		char *key = bfs_inode_key(fs, ino);
-		if (!key) {
-			n = -ENOMEM;
-		} else {
-			struct fetch_ctx c = { fs, key, etag };
-			n = cache_read(fs->cache, key, etag, fsize, (uint64_t)off, size, buf,
-				       fetch_range, &c);
-			free(key);
-		}
+		n = read_object(fs, ino, buf, size, off);
 	}
 	if (n < 0)
 		fuse_reply_err(req, (int)-n);

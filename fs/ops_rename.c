@@ -98,8 +98,23 @@ static int move_prefix(struct bfs_fs *fs, const char *oldp, const char *newp)
 	for (int i = 0; i < started; i++)
 		pthread_join(th[i], NULL);
 	rc = atomic_load(&j.err);
-	if (rc == 0 && j.n)
-		rc = s3_delete_many(fs->s3, (const char *const *)j.src, j.n);
+	if (rc == 0 && j.n) {
+		/* contents first, directory markers last: nobody sees a directory vanish
+		 * before what was in it */
+		size_t nfiles = 0;
+		for (size_t i = 0; i < j.n; i++) {
+			size_t l = strlen(j.src[i]);
+			if (l && j.src[i][l - 1] != '/') {
+				char *t = j.src[nfiles];
+				j.src[nfiles++] = j.src[i];
+				j.src[i] = t;
+			}
+		}
+		rc = s3_delete_many(fs->s3, (const char *const *)j.src, nfiles);
+		if (rc == 0 && nfiles < j.n)
+			rc = s3_delete_many(fs->s3, (const char *const *)j.src + nfiles,
+					    j.n - nfiles);
+	}
 	/* on failure the copies stay: nothing is lost, and a retry overwrites them */
 out:
 	free(token);
@@ -218,7 +233,7 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 	char etag[sizeof(src->etag)];
 	memcpy(etag, src->etag, sizeof(etag));
 	if (!pending && !is_dir && meta_loaded)
-		rc = bfs_attr_meta(src, &m); /* keeps st_ino stable across the rename */
+		rc = bfs_attr_meta(src, &m); /* ctime and friends as this mount knows them */
 	pthread_mutex_unlock(&src->lock);
 	if (rc)
 		goto out;

@@ -305,26 +305,17 @@ char *s3_copy_source(struct s3_client *c, const char *key)
 	return enc;
 }
 
-int s3_copy(struct s3_client *c, const char *src_key, const char *dst_key,
-	    const struct s3_meta *meta, const char *content_type, const char *if_match,
-	    struct s3_object *out)
+/* One CopyObject request (sources up to 5 GiB). */
+static int copy_single(struct s3_client *c, const char *src_key, const char *dst_key,
+		       const struct s3_meta *meta, const char *content_type, const char *if_match,
+		       char *etag)
 {
-	struct s3_object src;
 	struct s3_req r;
-	char etag[72] = "", *source = NULL;
-	int rc;
+	char *source = NULL;
+	int rc = -ENOMEM;
 
 	s3_req_init(&r, "PUT", dst_key);
 	r.what = "COPY";
-	rc = s3_head(c, src_key, &src);
-	if (rc)
-		goto out;
-	if (src.size > c->copy_part_threshold) {
-		rc = s3_multipart_copy(c, src_key, dst_key, &src, meta, content_type, if_match,
-				       out);
-		goto out;
-	}
-	rc = -ENOMEM;
 	source = s3_copy_source(c, src_key);
 	if (!source)
 		goto out;
@@ -345,15 +336,37 @@ int s3_copy(struct s3_client *c, const char *src_key, const char *dst_key,
 	r.check_arg = etag;
 	atomic_fetch_add(&c->stats.copy, 1);
 	rc = s3_request(c, &r);
+out:
+	free(source);
+	s3_req_free(&r);
+	return rc;
+}
+
+int s3_copy(struct s3_client *c, const char *src_key, const char *dst_key,
+	    const struct s3_meta *meta, const char *content_type, const char *if_match,
+	    struct s3_object *out)
+{
+	struct s3_object src;
+	char etag[72] = "";
+	int rc;
+
+	/* one request in the common case; only a refused copy (a source over 5 GiB is
+	 * InvalidRequest) costs a HEAD to find out whether a multipart copy is needed */
+	s3_object_init(&src);
+	rc = copy_single(c, src_key, dst_key, meta, content_type, if_match, etag);
+	if (rc == -EINVAL) {
+		int hrc = s3_head(c, src_key, &src);
+		if (hrc == 0 && src.size > c->copy_part_threshold)
+			rc = s3_multipart_copy(c, src_key, dst_key, &src, meta, content_type,
+					       if_match, out);
+		goto out;
+	}
 	if (rc == 0 && out) {
 		s3_object_init(out);
 		snprintf(out->etag, sizeof(out->etag), "%s", etag);
-		out->size = src.size;
 	}
 out:
 	s3_object_free(&src);
-	free(source);
-	s3_req_free(&r);
 	return rc;
 }
 

@@ -42,3 +42,27 @@ def test_big_file_roundtrip(mount, bucket, s3, proxy, tmp_path):
     down = proxy.stats()
     assert down['bytes_down'] < 1.5 * size, f'read back {down["bytes_down"]} bytes for {size}: {fmt_stats(down)}'
     assert not proxy.violations(), [str(v) for v in proxy.violations()]
+
+
+def test_modify_inside_big_file(mount, bucket, s3, tmp_path):
+    """Small writes into the middle of a 64 MiB object and an extension keep every other byte."""
+    local = tmp_path / 'mid.bin'
+    local.write_bytes(os.urandom(64 * 1024 * 1024))
+    m = mount(bucket)
+    subprocess.run(['cp', str(local), os.path.join(m.path, 'mid.bin')], check=True)
+    m.unmount()
+    m.remount()
+    edits = [(33 * 1024 * 1024 + 5, b'0123456789'), (8 * 1024 * 1024 - 3, b'straddles a part edge'),
+             (64 * 1024 * 1024 + 1000, b'past the end')]
+    with open(os.path.join(m.path, 'mid.bin'), 'r+b') as fm, open(local, 'r+b') as fl:
+        for off, b in edits:
+            os.pwrite(fm.fileno(), b, off)
+            os.pwrite(fl.fileno(), b, off)
+    m.unmount()
+    want = sha256_file(local)
+    h = hashlib.sha256()
+    for chunk in s3.get_object(Bucket=bucket, Key='mid.bin')['Body'].iter_chunks(4 << 20):
+        h.update(chunk)
+    assert h.hexdigest() == want, 'S3 object differs from the local file after edits'
+    m.remount()
+    assert sha256_file(os.path.join(m.path, 'mid.bin')) == want

@@ -86,3 +86,26 @@ def test_rsync_put_economy(mount, bucket, s3, proxy, tmp_path):
         meta = s3_meta(s3, bucket, f'dst/{rel}')
         assert_meta(meta, rel, mode=lst.st_mode, uid=lst.st_uid, gid=lst.st_gid)
         assert parse_s3fs_time(meta['mtime']) == lst.st_mtime_ns, f'{rel}: mtime {meta["mtime"]}'
+
+
+def test_listing_pagination(mount, bucket, s3, proxy):
+    """A directory of 2100 entries is listed completely, with ceil(2100/1000) = 3 LIST requests."""
+    from concurrent.futures import ThreadPoolExecutor
+    names = [f'n{i:05d}' for i in range(2090)]
+    with ThreadPoolExecutor(8) as ex:
+        list(ex.map(lambda n: s3.put_object(Bucket=bucket, Key=f'many/{n}', Body=b''), names))
+        subdirs = [f'sub{i}' for i in range(10)]  # common prefixes spread over the pages
+        list(ex.map(lambda n: s3.put_object(Bucket=bucket, Key=f'many/{n}/x', Body=b''), subdirs))
+    m = mount(bucket, opts=['stat_ttl=60'])
+    os.stat(os.path.join(m.path, 'many'))
+    reset_counters(proxy)
+    got = os.listdir(os.path.join(m.path, 'many'))
+    st = proxy.stats()
+    assert len(got) == len(set(got)), 'duplicate names in the listing'
+    assert sorted(got) == sorted(names + subdirs), \
+        f'listing has {len(got)} entries, expected {len(names) + len(subdirs)}'
+    lists = ops(st, 'ListObjectsV2', 'ListObjects')
+    assert lists == 3, f'{lists} LIST requests for 2100 entries (expected 3): {fmt_stats(st)}'
+    assert ops(st, 'GetObject', 'PutObject') == 0, fmt_stats(st)
+    m.unmount()
+    assert len(s3_keys(s3, bucket, 'many/')) == 2100

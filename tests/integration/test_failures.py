@@ -1,9 +1,9 @@
-"""Start-up failures and credential sources.
+"""Start-up failures, credential sources, and S3 errors while mounted.
 
-bin/bucketfs is run directly here (not through the `mount` fixture) so that each test controls the
-whole command line and environment: no AWS_* variables, HOME an empty directory, unless the test
-adds them. A failure must exit != 0 with ONE clear line on stderr and leave nothing mounted and no
-daemon behind."""
+The start-up tests run bin/bucketfs directly, daemonizing as a user would (no -f), so that each
+test controls the whole command line and environment: no AWS_* variables, HOME an empty directory,
+unless the test adds them. A failure must exit != 0 with ONE clear line on stderr and leave
+nothing mounted and no daemon behind. The foreground (-f) path is checked through `mount`."""
 import os
 import socket
 import stat
@@ -12,10 +12,8 @@ import time
 
 import pytest
 
-from helpers import is_mounted, s3_body, s3_keys, wait_until, write_file
-
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.realpath(__file__))))
-BUCKETFS = os.path.join(REPO, 'bin', 'bucketfs')
+from conftest import bfs_bin
+from helpers import fmt_stats, is_mounted, s3_body, s3_keys, wait_until, write_file
 
 
 def daemon_pids(mountpoint):
@@ -38,6 +36,7 @@ class Runner:
     """Runs bin/bucketfs against the audit proxy with a clean environment."""
 
     def __init__(self, proxy, tmp_path):
+        self.bin = bfs_bin()
         self.proxy = proxy
         self.tmp = tmp_path
         self.home = tmp_path / 'home'
@@ -63,7 +62,7 @@ class Runner:
              f'cache_dir={self.tmp / "cache"}'] + list(opts)
         self.mounted.append(mnt)
         t0 = time.monotonic()
-        r = subprocess.run([BUCKETFS, bucket, mnt, '-o', ','.join(o)], env=env or self.env(),
+        r = subprocess.run([self.bin, bucket, mnt, '-o', ','.join(o)], env=env or self.env(),
                            capture_output=True, text=True, timeout=timeout)
         r.seconds = time.monotonic() - t0
         return r
@@ -83,7 +82,6 @@ class Runner:
 
 @pytest.fixture
 def runner(proxy, tmp_path):
-    assert os.access(BUCKETFS, os.X_OK), f'{BUCKETFS} not built'
     r = Runner(proxy, tmp_path)
     yield r
     r.cleanup()
@@ -153,6 +151,30 @@ def test_unreachable_endpoint(runner, bucket):
     r = runner.run(bucket, mnt, endpoint=f'http://127.0.0.1:{port}')
     assert_clean_failure(r, mnt, f'127.0.0.1:{port}', 'connect', 'refused', 'unreachable')
     assert r.seconds < 60, f'took {r.seconds:.0f} s to give up on a closed port'
+
+
+@pytest.mark.parametrize('case', ['unknown-bucket', 'bad-option', 'denied'])
+def test_foreground_failure(mount, proxy, bucket, case):
+    """With -f (the mount fixture's default) a failed start exits != 0 with one line too."""
+    if case == 'denied':
+        proxy.fault('error', status=403, code='AccessDenied', count=None)
+    r = mount('no-such-bucket-fg' if case == 'unknown-bucket' else bucket,
+              opts=['stat_ttl=-x'] if case == 'bad-option' else [], check=False)
+    lines = [line for line in r.stderr.splitlines() if line.strip()]
+    assert r.returncode != 0, f'{case}: mounted or exited 0: {r.stderr!r}'
+    assert len(lines) == 1, f'{case}: expected one line of output, got {r.stderr!r}'
+
+
+def test_region_option_signs_requests(runner, proxy, bucket):
+    """region= is the signing region: the proxy (us-east-1) sees and refuses an eu-west-1 scope."""
+    mnt = runner.mountpoint()
+    r = runner.run(bucket, mnt, opts=['region=eu-west-1'])
+    seen = [v for v in proxy.take_violations() if v.kind == 'credential' and 'eu-west-1' in v.detail]
+    assert seen, 'no request was signed for region eu-west-1'
+    if r.returncode == 0:  # a client may retry in the region the error names; then it must work
+        runner.unmount(mnt)
+    else:
+        assert_clean_failure(r, mnt, 'region', 'AuthorizationHeaderMalformed', 'credential', '400', '403')
 
 
 @pytest.mark.parametrize('opt,word', [('stat_ttl=abc', 'stat_ttl'), ('nosuchoption', 'nosuchoption'),
@@ -247,3 +269,49 @@ def test_kill9_leaves_no_mount_after_cleanup_and_remounts(runner, s3, bucket):
     assert r.returncode == 0, r.stderr
     assert stat.S_ISREG(os.stat(os.path.join(mnt, 'before')).st_mode)
     runner.unmount(mnt)
+
+
+# ---- transient S3 errors while mounted: retried, invisible to applications ----
+
+def test_transient_errors_are_retried(mount, bucket, s3, proxy):
+    data = os.urandom(300000)
+    s3.put_object(Bucket=bucket, Key='remote', Body=data)
+    m = mount(bucket)
+    get_fault = proxy.fault('error', op='GetObject', count=2, status=503)
+    with open(os.path.join(m.path, 'remote'), 'rb') as f:
+        assert f.read() == data, 'read returned wrong data after 503s'
+    assert get_fault.hits == 2, f'GetObject fault hit {get_fault.hits} times (the read did not go to S3?)'
+    put_fault = proxy.fault('error', op='PutObject', count=2, status=500)
+    write_file(os.path.join(m.path, 'local'), data[::-1])
+    m.unmount()
+    assert put_fault.hits == 2, f'PutObject fault hit {put_fault.hits} times'
+    assert s3_body(s3, bucket, 'local') == data[::-1], 'upload lost after 500s'
+
+
+def test_dropped_connections_are_retried(mount, bucket, s3, proxy):
+    data = os.urandom(2 * 1024 * 1024)
+    s3.put_object(Bucket=bucket, Key='remote', Body=data)
+    m = mount(bucket)
+    cut = proxy.fault('disconnect', op='GetObject', count=1)
+    with open(os.path.join(m.path, 'remote'), 'rb') as f:
+        assert f.read() == data, 'read returned wrong data after a connection was cut mid-body'
+    assert cut.hits == 1
+    lost = proxy.fault('disconnect', op='PutObject', count=1, before=True)
+    write_file(os.path.join(m.path, 'local'), data[:1000])
+    m.unmount()
+    assert lost.hits == 1
+    assert s3_body(s3, bucket, 'local') == data[:1000]
+
+
+def test_multipart_part_errors_are_retried(mount, bucket, s3, proxy, tmp_path):
+    data = os.urandom(20 * 1024 * 1024)
+    m = mount(bucket)
+    part_fault = proxy.fault('error', op='UploadPart', count=2, status=503)
+    write_file(os.path.join(m.path, 'big'), data)
+    m.unmount()
+    assert part_fault.hits == 2, f'UploadPart fault hit {part_fault.hits} times (no multipart upload?)'
+    assert s3_body(s3, bucket, 'big') == data, 'multipart upload incomplete after part errors'
+    st = proxy.stats()  # s3rver has no ListMultipartUploads: count starts and ends instead
+    started, ended = st.get('CreateMultipartUpload', 0), st.get('CompleteMultipartUpload', 0) + \
+        st.get('AbortMultipartUpload', 0)
+    assert started >= 1 and started == ended, f'multipart uploads left open: {fmt_stats(st)}'

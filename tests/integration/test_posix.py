@@ -21,13 +21,13 @@ def test_file_roundtrip_layout(mount, bucket, s3):
     p = os.path.join(m.path, 'hello.txt')
     data = b'hello, bucket\n' * 100
     write_file(p, data)
+    assert read_file(p) == data
     os.chmod(p, 0o640)
     os.chown(p, 1000, 1001)
-    os.utime(p, ns=(ATIME_NS, MTIME_NS))
+    os.utime(p, ns=(ATIME_NS, MTIME_NS))  # last, so that no read can move atime afterwards
     st = os.stat(p)
     assert (st.st_mode, st.st_uid, st.st_gid, st.st_size, st.st_mtime_ns) == \
         (stat.S_IFREG | 0o640, 1000, 1001, len(data), MTIME_NS)
-    assert read_file(p) == data
     m.unmount()
 
     assert s3_body(s3, bucket, 'hello.txt') == data, 'object body is not the file bytes'
@@ -126,6 +126,23 @@ def test_readdir(mount, bucket, s3):
     assert sorted(os.listdir(d)) == expected
 
 
+def test_readdir_many_long_names(mount, bucket, s3):
+    """Entries that need several getdents calls (and so readdir offsets) within one LIST page."""
+    from concurrent.futures import ThreadPoolExecutor
+    names = [f'{i:04d}-' + 'x' * 200 for i in range(400)]
+    put_s3fs_object(s3, bucket, 'long/', mode=stat.S_IFDIR | 0o755)
+    with ThreadPoolExecutor(8) as ex:
+        list(ex.map(lambda n: s3.put_object(Bucket=bucket, Key=f'long/{n}', Body=b''), names))
+    m = mount(bucket)
+    got = os.listdir(os.path.join(m.path, 'long'))
+    assert len(got) == len(names) and sorted(got) == names, \
+        f'{len(got)} entries listed ({len(set(got))} distinct), expected {len(names)}'
+    write_file(os.path.join(m.path, 'long', names[7] + 'y'), b'')
+    assert len(os.listdir(os.path.join(m.path, 'long'))) == len(names) + 1
+    m.unmount()
+    assert len(s3_keys(s3, bucket, 'long/')) == len(names) + 2  # with the marker
+
+
 @pytest.mark.parametrize('owner', [(0, 0), (1000, 1000), (1001, 1000), (1000, 1001)])
 def test_chown_chmod(mount, bucket, s3, owner):
     uid, gid = owner
@@ -171,6 +188,14 @@ def test_utimens_now_and_omit(mount, bucket, s3):
         f'UTIME_NOW gave mtime {st.st_mtime_ns}, now is {before}'
     assert st.st_atime_ns == 1400000000_000000007, 'touch -m (UTIME_NOW) touched atime'
     now_mtime = st.st_mtime_ns
+    q = os.path.join(m.path, 'g')
+    write_file(q, b'y')
+    os.utime(q, ns=(ATIME_NS, MTIME_NS))
+    before = time.time_ns()
+    subprocess.run(['touch', q], check=True)  # utimensat(NULL): both UTIME_NOW
+    st = os.stat(q)
+    for t in (st.st_mtime_ns, st.st_atime_ns):
+        assert before - 2 * 10**9 <= t <= time.time_ns() + 2 * 10**9, f'touch gave {t}, now is {before}'
     m.unmount()
     meta = s3_meta(s3, bucket, 'f')
     assert parse_s3fs_time(meta.get('mtime')) == now_mtime
@@ -350,6 +375,26 @@ def test_unlink(mount, bucket, s3):
     assert sorted(os.listdir(m.path)) == ['keep']
 
 
+def test_unlink_open_file(mount, bucket, s3):
+    """POSIX: an unlinked file stays readable and writable through descriptors already open."""
+    data = os.urandom(300000)
+    put_s3fs_object(s3, bucket, 'gone', data)
+    m = mount(bucket)
+    p = os.path.join(m.path, 'gone')
+    fd = os.open(p, os.O_RDWR)
+    try:
+        os.unlink(p)
+        assert not os.path.exists(p)
+        assert os.pread(fd, len(data), 0) == data, 'data of an open, unlinked file lost'
+        os.pwrite(fd, b'more', len(data))
+        assert os.pread(fd, 4, len(data)) == b'more'
+    finally:
+        os.close(fd)
+    assert os.listdir(m.path) == []
+    m.unmount()
+    assert s3_keys(s3, bucket) == set(), 'an unlinked file came back after its last close'
+
+
 def test_symlink(mount, bucket, s3):
     put_s3fs_object(s3, bucket, 'extlink', b'some/where', mode=stat.S_IFLNK | 0o777)
     m = mount(bucket)
@@ -485,6 +530,7 @@ NAMES = ['with space', 'ünïcødé-日本語', 'per%cent', 'pct%2Fslash', 'plus
 
 
 def test_special_names(mount, bucket, s3):
+    put_s3fs_object(s3, bucket, 'from-s3/', mode=stat.S_IFDIR | 0o755)
     for n in NAMES:
         put_s3fs_object(s3, bucket, f'from-s3/{n}', n.encode())
     m = mount(bucket)
@@ -617,3 +663,90 @@ def test_stat_ttl_expiry(mount, bucket, s3):
         'object deleted in S3 still there 10 s later'
     m.unmount()
     assert s3_keys(s3, bucket) == {'seen'}
+
+
+def test_cache_revalidated_after_change_in_s3(mount, bucket, s3, tmp_path):
+    """Blocks cached in cache_dir are not served after the object changed in S3 (same size,
+    same metadata, different bytes) while nothing had it mounted."""
+    cache = tmp_path / 'cache-keep'
+    v1, v2 = os.urandom(2 * 1024 * 1024), os.urandom(2 * 1024 * 1024)
+    put_s3fs_object(s3, bucket, 'f', v1, mtime_ns=MTIME_NS)
+    m = mount(bucket, opts=[f'cache_dir={cache}'])
+    assert read_file(os.path.join(m.path, 'f')) == v1
+    m.unmount()
+    put_s3fs_object(s3, bucket, 'f', v2, mtime_ns=MTIME_NS)
+    m.remount()
+    assert read_file(os.path.join(m.path, 'f')) == v2, 'stale cached data served after the object changed'
+
+
+def test_pending_files_are_visible(mount, bucket, s3):
+    """Files not uploaded yet (upload_delay) are listed, have their size, and keep their
+    directory non-empty; what was unlinked before its upload never reaches S3."""
+    m = mount(bucket, opts=['upload_delay=30'])
+    d = os.path.join(m.path, 'd')
+    os.mkdir(d)
+    for i in range(40):
+        write_file(os.path.join(d, f'p{i:02d}'), b'z' * i)
+    assert sorted(os.listdir(d)) == [f'p{i:02d}' for i in range(40)]
+    assert [os.stat(os.path.join(d, f'p{i:02d}')).st_size for i in range(40)] == list(range(40))
+    with pytest.raises(OSError) as e:
+        os.rmdir(d)
+    assert e.value.errno == errno.ENOTEMPTY
+    for i in range(0, 40, 2):
+        os.unlink(os.path.join(d, f'p{i:02d}'))
+    assert sorted(os.listdir(d)) == [f'p{i:02d}' for i in range(1, 40, 2)]
+    m.unmount()
+    assert s3_keys(s3, bucket) == {'d/'} | {f'd/p{i:02d}' for i in range(1, 40, 2)}
+    assert s3_body(s3, bucket, 'd/p39') == b'z' * 39
+
+
+def test_errno_cases(mount, bucket, s3):
+    m = mount(bucket)
+    os.mkdir(os.path.join(m.path, 'd'))
+    write_file(os.path.join(m.path, 'f'), b'f')
+    cases = [
+        (lambda: os.mkdir(os.path.join(m.path, 'd')), errno.EEXIST),
+        (lambda: os.mkdir(os.path.join(m.path, 'f')), errno.EEXIST),
+        (lambda: open(os.path.join(m.path, 'd'), 'wb'), errno.EISDIR),
+        (lambda: open(os.path.join(m.path, 'nothere'), 'rb'), errno.ENOENT),
+        (lambda: os.listdir(os.path.join(m.path, 'f')), errno.ENOTDIR),
+        (lambda: write_file(os.path.join(m.path, 'f', 'x'), b''), errno.ENOTDIR),
+        (lambda: os.unlink(os.path.join(m.path, 'd')), errno.EISDIR),
+        (lambda: os.rmdir(os.path.join(m.path, 'f')), errno.ENOTDIR),
+        (lambda: os.rmdir(os.path.join(m.path, 'nothere')), errno.ENOENT),
+        (lambda: os.readlink(os.path.join(m.path, 'f')), errno.EINVAL),
+        (lambda: os.symlink('t', os.path.join(m.path, 'f')), errno.EEXIST),
+    ]
+    for i, (fn, want) in enumerate(cases):
+        with pytest.raises(OSError) as e:
+            fn()
+        assert e.value.errno == want, f'case {i}: {e.value} (expected {errno.errorcode[want]})'
+    m.unmount()
+    assert s3_keys(s3, bucket) == {'d/', 'f'}
+
+
+def test_parallel_io(mount, bucket, s3):
+    """8 threads writing, rereading and overwriting files at once (the FUSE loop is multi-threaded)."""
+    from concurrent.futures import ThreadPoolExecutor
+    m = mount(bucket)
+    os.mkdir(os.path.join(m.path, 'par'))
+    rng = random.Random(7)
+    want = {f'par/t{t}-{i}': rng.randbytes(rng.choice([0, 1, 4095, 70000, 1024 * 1024 + 1, 3000000]))
+            for t in range(8) for i in range(6)}
+
+    def worker(t):
+        mine = sorted(k for k in want if k.startswith(f'par/t{t}-'))
+        for k in mine:
+            write_file(os.path.join(m.path, k), b'first version')
+            write_file(os.path.join(m.path, k), want[k])
+        for k in mine:
+            got = read_file(os.path.join(m.path, k))
+            assert got == want[k], f'{k}: read back {len(got)} bytes, wrote {len(want[k])}'
+    with ThreadPoolExecutor(8) as ex:
+        for f in [ex.submit(worker, t) for t in range(8)]:
+            f.result()
+    assert len(os.listdir(os.path.join(m.path, 'par'))) == len(want)
+    m.unmount()
+    assert s3_keys(s3, bucket) == {'par/'} | set(want)
+    for k, v in want.items():
+        assert s3_body(s3, bucket, k) == v, f'{k} differs in S3'

@@ -67,6 +67,51 @@ def test_rename_dirty_file_into_other_dir(mount, bucket, s3):
     assert s3_body(s3, bucket, 'y/g') == data + b'tail'
 
 
+def test_rename_while_open(mount, bucket, s3):
+    """Writes through a descriptor opened before the rename land in the renamed file."""
+    m = mount(bucket)
+    a, b = os.path.join(m.path, 'a'), os.path.join(m.path, 'b')
+    with open(a, 'wb') as f:
+        f.write(b'first half, ')
+        f.flush()
+        os.rename(a, b)
+        f.write(b'second half')
+    assert os.listdir(m.path) == ['b']
+    assert read_file(b) == b'first half, second half'
+    m.unmount()
+    assert s3_keys(s3, bucket) == {'b'}
+    assert s3_body(s3, bucket, 'b') == b'first half, second half'
+
+
+def test_rename_directory_with_pending_files(mount, bucket, s3):
+    """A directory renamed while its files are not uploaded yet: all of them end up, complete,
+    under the new name only."""
+    m = mount(bucket, opts=['upload_delay=30'])
+    os.makedirs(os.path.join(m.path, 'src', 'deep'))
+    files = {f'f{i}': os.urandom(i * 50000) for i in range(5)}
+    files['deep/g'] = b'in a subdirectory'
+    for k, v in files.items():
+        write_file(os.path.join(m.path, 'src', k), v)
+    os.rename(os.path.join(m.path, 'src'), os.path.join(m.path, 'dst'))
+    for k, v in files.items():
+        assert read_file(os.path.join(m.path, 'dst', k)) == v, k
+    m.unmount()
+    keys = s3_keys(s3, bucket)
+    assert not [k for k in keys if k.startswith('src/')], f'objects under src/: {sorted(keys)}'
+    for k, v in files.items():
+        assert s3_body(s3, bucket, f'dst/{k}') == v, f'dst/{k}'
+
+
+def test_rename_onto_itself(mount, bucket, s3):
+    m = mount(bucket)
+    p = os.path.join(m.path, 'same')
+    write_file(p, b'still here')
+    os.rename(p, p)
+    assert read_file(p) == b'still here'
+    m.unmount()
+    assert s3_body(s3, bucket, 'same') == b'still here'
+
+
 def test_rename_errors(mount, bucket, s3):
     m = mount(bucket)
     os.makedirs(os.path.join(m.path, 'full', 'sub'))
@@ -84,8 +129,12 @@ def test_rename_errors(mount, bucket, s3):
     with pytest.raises(FileNotFoundError):
         os.rename(os.path.join(m.path, 'nothere'), os.path.join(m.path, 'x'))
     os.rename(os.path.join(m.path, 'empty'), os.path.join(m.path, 'full', 'sub', 'moved'))
+    os.mkdir(os.path.join(m.path, 'target'))  # a directory may replace an empty one
+    write_file(os.path.join(m.path, 'full', 'sub', 'moved', 'payload'), b'p')
+    os.rename(os.path.join(m.path, 'full', 'sub', 'moved'), os.path.join(m.path, 'target'))
+    assert os.listdir(os.path.join(m.path, 'target')) == ['payload']
     m.unmount()
-    assert s3_keys(s3, bucket) == {'file', 'full/', 'full/sub/', 'full/sub/moved/'}
+    assert s3_keys(s3, bucket) == {'file', 'full/', 'full/sub/', 'target/', 'target/payload'}
 
 
 N_FILES = 300

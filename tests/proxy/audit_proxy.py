@@ -25,7 +25,8 @@ on the way:
   - transfer framing S3 does not accept (chunked uploads, aws-chunked
     streaming signatures) (``unsupported``).
   Requests that real S3 would refuse (bad signature, credential or body hash)
-  get S3's error response and are not forwarded.
+  get S3's error response and are not forwarded. An exception inside the
+  proxy is recorded too (``proxy-error``), so it cannot pass unnoticed.
 * counts requests by S3 operation and body bytes up/down, and keeps a log;
 * injects faults on demand: error responses (500 InternalError / 503
   SlowDown ...), a flipped byte in response bodies, a connection closed
@@ -34,6 +35,13 @@ on the way:
 Modes: "strict" (for bucketfs) and "peer" (for s3fs as a reference client:
 UNSIGNED-PAYLOAD allowed, no Content-MD5 or canonical-encoding requirement;
 signatures, scopes and any hash or MD5 that is sent are still verified).
+s3fs 1.90 signs real payload hashes, sends no Content-MD5 and leaves '/'
+unencoded in query values (signing the canonical %2F form), which is why it
+passes the peer checks but not the strict ones.
+
+One forwarding adjustment is made for s3rver 3.7.1: x-amz-copy-source is
+re-encoded (after verification) so that s3rver finds keys containing '+', '&',
+'=' ... (see s3rver_copy_source()).
 
 Use in-process (the pytest fixtures do):
 
@@ -64,9 +72,9 @@ import tempfile
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Optional
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import quote, unquote, unquote_to_bytes, urlsplit
 
 from botocore.auth import S3SigV4Auth
 from botocore.awsrequest import AWSRequest
@@ -157,35 +165,40 @@ def split_target(target):
     return path or "/", query
 
 
-def query_pairs(query):
-    """Decoded (name, value) pairs of a raw query string ('+' is literal)."""
+def _raw_pairs(query):
+    """(name, value) pairs of a raw query string, still percent-encoded."""
     pairs = []
     for item in query.split("&") if query else []:
         name, _, value = item.partition("=")
-        pairs.append((unquote(name), unquote(value)))
+        pairs.append((name, value))
     return pairs
+
+
+def _reencode(raw, safe):
+    """Percent-decode to bytes (so any byte survives) and encode canonically."""
+    return quote(unquote_to_bytes(raw.encode("latin-1", "replace")), safe=safe)
+
+
+def query_pairs(query):
+    """Decoded (name, value) pairs of a raw query string ('+' is literal)."""
+    return [(unquote(n), unquote(v)) for n, v in _raw_pairs(query)]
 
 
 def canonical_path(path):
     """The path as SigV4 wants it on the wire: each byte encoded exactly once."""
-    return quote(unquote(path, errors="surrogateescape"), safe="/" + SIGV4_SAFE)
+    return _reencode(path, "/" + SIGV4_SAFE)
 
 
 def canonical_query(query):
     """SigV4 canonical query string: names and values encoded, pairs sorted."""
-    pairs = [(quote(n, safe=SIGV4_SAFE), quote(v, safe=SIGV4_SAFE))
-             for n, v in query_pairs(query)]
+    pairs = [(_reencode(n, SIGV4_SAFE), _reencode(v, SIGV4_SAFE)) for n, v in _raw_pairs(query)]
     return "&".join(f"{n}={v}" for n, v in sorted(pairs))
 
 
 def wire_query_is_canonical(query):
     """True if every name and value in the raw query is encoded canonically."""
-    for item in query.split("&") if query else []:
-        name, _, value = item.partition("=")
-        for raw in (name, value):
-            if quote(unquote(raw), safe=SIGV4_SAFE) != raw:
-                return False
-    return True
+    return all(_reencode(raw, SIGV4_SAFE) == raw
+               for pair in _raw_pairs(query) for raw in pair)
 
 
 def split_bucket_key(path):
@@ -266,6 +279,15 @@ def classify(method, path, query, headers):
             if "restore" in params:
                 return "RestoreObject"
     return f"{method}:unknown"
+
+
+def s3rver_copy_source(value):
+    """Re-encode x-amz-copy-source for s3rver 3.7.1, which decodes it with JS
+    decodeURI(): that leaves %2B, %3D, %26, ... encoded, so a source key with
+    '+', '=', '&', ',', ';', ':', '@', '$', '?' or '#' is not found. Those
+    characters go literal, everything else stays percent-encoded; the header
+    the client signed was verified before this."""
+    return quote(unquote(value), safe="/;?:@&=+$,#")
 
 
 def _header_text(value):
@@ -575,10 +597,13 @@ class AuditProxy:
             h.send_header("x-amz-request-id", request_id)
             if h.close_connection:
                 h.send_header("Connection", "close")
+            self._account(rec, down=len(payload))   # before the client can see it
             h.end_headers()
             h.wfile.write(payload)
-            self._account(rec, down=len(payload))
         except (ConnectionError, socket.timeout, OSError):
+            h.close_connection = True
+        except Exception as e:            # a proxy bug must not pass unnoticed
+            self._violate(rec, "proxy-error", f"{type(e).__name__}: {e}")
             h.close_connection = True
         finally:
             if body is not None:
@@ -625,6 +650,10 @@ class AuditProxy:
         if strict and (canonical_path(path) != path or not wire_query_is_canonical(query)):
             self._violate(rec, "encoding", "path or query not canonically percent-encoded "
                           f"(expected {canonical_path(path)}?{canonical_query(query)})")
+        copy_source = hdrs.get("x-amz-copy-source")
+        if strict and copy_source is not None and canonical_path(copy_source) != copy_source:
+            self._violate(rec, "encoding", f"x-amz-copy-source {copy_source!r} not canonically "
+                          f"percent-encoded (expected {canonical_path(copy_source)!r})")
 
         # Body integrity.
         declared = hdrs.get("x-amz-content-sha256")
@@ -728,18 +757,13 @@ class AuditProxy:
             self._violate(rec, "auth-malformed", f"signed headers absent: {', '.join(absent)}")
 
         payload_hash = declared_sha256 if declared_sha256 is not None else body_sha256
-        # The query as SigV4 canonicalises it; in peer mode a client that signs
-        # the query exactly as it sent it is accepted as well.
-        queries = [canonical_query(query)]
-        if self.mode == "peer" and query not in queries:
-            queries.append(query)
-        expected = canonical = None
-        for q in queries:
-            expected, canonical = sigv4_expected(rec.method, path, q, hdrs, signed_names,
-                                                 secret, access_key, amz_date, region,
-                                                 payload_hash)
-            if expected == signature.lower():
-                return None
+        # S3 canonicalises the query from its decoded parameters, so the query
+        # is canonicalised here too; the path is used exactly as received.
+        expected, canonical = sigv4_expected(rec.method, path, canonical_query(query), hdrs,
+                                             signed_names, secret, access_key, amz_date,
+                                             region, payload_hash)
+        if expected == signature.lower():
+            return None
         self._violate(rec, "signature", f"signature {signature} != recomputed {expected}; "
                       f"canonical request:\n{canonical}")
         return _Rejection(403, "SignatureDoesNotMatch",
@@ -751,8 +775,11 @@ class AuditProxy:
         try:
             conn.putrequest(h.command, h.path, skip_host=True, skip_accept_encoding=True)
             for name, value in h.headers.items():
-                if name.lower() not in HOP_BY_HOP:
-                    conn.putheader(name, value)
+                if name.lower() in HOP_BY_HOP:
+                    continue
+                if name.lower() == "x-amz-copy-source":
+                    value = s3rver_copy_source(value)
+                conn.putheader(name, value)
             conn.putheader("Connection", "close")
             conn.endheaders()
             for chunk in iter(lambda: body.read(COPY_CHUNK), b""):
@@ -824,8 +851,8 @@ class AuditProxy:
 
     def _write(self, h, rec, data):
         if data:
+            self._account(rec, down=len(data))     # before the client can see it
             h.wfile.write(data)
-            self._account(rec, down=len(data))
 
 
 def main():

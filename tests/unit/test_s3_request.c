@@ -275,7 +275,6 @@ static void test_put_etag_checked(void **state)
 static void test_copy_200_with_error(void **state)
 {
 	(void)state;
-	struct answer head = { 200, "Content-Length-Ignored: 1\r\nETag: \"e1\"\r\n", NULL };
 	struct answer internal = { 200, NULL,
 				   "\n  <Error><Code>InternalError</Code><Message>oops</Message>"
 				   "<RequestId>RID7</RequestId></Error>" };
@@ -286,8 +285,9 @@ static void test_copy_200_with_error(void **state)
 	struct s3_object o;
 	struct s3_meta m;
 
-	struct answer a1[] = { head, internal, ok };
-	script(3, a1);
+	/* no HEAD first: a copy is one request unless the source is refused as too large */
+	struct answer a1[] = { internal, ok };
+	script(2, a1);
 	s3_meta_init(&m);
 	s3_meta_set(&m, "Mode", "0644");
 	assert_int_equal(s3_copy(c, "src key+1", "dst", &m, "text/plain", "e1", &o), 0);
@@ -299,11 +299,11 @@ static void test_copy_200_with_error(void **state)
 	assert_non_null(strstr(srv.last_request, "Content-Type: text/plain\r\n"));
 	s3_object_free(&o);
 
-	struct answer a2[] = { head, denied };
-	script(2, a2);
+	struct answer a2[] = { denied };
+	script(1, a2);
 	assert_int_equal(s3_copy(c, "src", "dst", NULL, NULL, NULL, &o), -EACCES);
 	assert_non_null(strstr(srv.last_request, "x-amz-metadata-directive: COPY\r\n"));
-	assert_int_equal(srv.requests, 2);
+	assert_int_equal(srv.requests, 1);
 	s3_meta_free(&m);
 	s3_client_free(c);
 }
