@@ -5,8 +5,7 @@
  * its final name is always complete unless the disk lied; the index checksum catches that.
  * Nothing here is fsync'd: clean blocks can always be fetched again, and every read is checked
  * against the CRC stored in the index. */
-#define BFS_CACHE_INTERNAL
-#include "cache/cache.h"
+#include "cache/cache_int.h"
 
 #include <dirent.h>
 #include <errno.h>

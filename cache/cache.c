@@ -5,8 +5,7 @@
  * <dir>/index/    LMDB environment, named dbs "misc", "blocks", "journal", "meta"
  * <dir>/blocks/   block files, 256 shard dirs
  * <dir>/dirty/    journal data files */
-#define BFS_CACHE_INTERNAL
-#include "cache/cache.h"
+#include "cache/cache_int.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -114,12 +113,16 @@ static int lock_dir(struct cache *c)
 	return 0;
 }
 
+/* Opens the LMDB environment and its databases; creates them unless read-only. A tool open
+ * takes the block size stored in db "misc" (if any) instead of the configured one. */
 static int env_open(struct cache *c)
 {
 	char path[4096];
 	MDB_txn *txn = NULL;
 	MDB_val k = { sizeof("format") - 1, "format" }, v;
+	MDB_val bk = { sizeof("block_size") - 1, "block_size" };
 	uint32_t fmt = CACHE_FORMAT;
+	unsigned dbflags = c->rdonly ? 0 : MDB_CREATE;
 	int rc, dead;
 
 	snprintf(path, sizeof(path), "%s/index", c->dir);
@@ -127,17 +130,18 @@ static int env_open(struct cache *c)
 	    (rc = mdb_env_set_mapsize(c->env, sizeof(size_t) >= 8 ? (size_t)4 << 30 : 256u << 20)))
 		goto out;
 	/* NOTLS: read transactions are not tied to the FUSE worker thread that began them. */
-	if ((rc = mdb_env_open(c->env, path, MDB_NOTLS, 0600)))
+	if ((rc = mdb_env_open(c->env, path, MDB_NOTLS | (c->rdonly ? MDB_RDONLY : 0), 0600)))
 		goto out;
-	mdb_reader_check(c->env, &dead); /* reader slots left by a crashed process */
-	if ((rc = mdb_txn_begin(c->env, NULL, 0, &txn)) ||
-	    (rc = mdb_dbi_open(txn, "misc", MDB_CREATE, &c->db_misc)) ||
-	    (rc = mdb_dbi_open(txn, "blocks", MDB_CREATE, &c->db_blocks)) ||
-	    (rc = mdb_dbi_open(txn, "journal", MDB_CREATE, &c->db_journal)) ||
-	    (rc = mdb_dbi_open(txn, "meta", MDB_CREATE, &c->db_meta)))
+	if (!c->rdonly)
+		mdb_reader_check(c->env, &dead); /* reader slots left by a crashed process */
+	if ((rc = mdb_txn_begin(c->env, NULL, c->rdonly ? MDB_RDONLY : 0, &txn)) ||
+	    (rc = mdb_dbi_open(txn, "misc", dbflags, &c->db_misc)) ||
+	    (rc = mdb_dbi_open(txn, "blocks", dbflags, &c->db_blocks)) ||
+	    (rc = mdb_dbi_open(txn, "journal", dbflags, &c->db_journal)) ||
+	    (rc = mdb_dbi_open(txn, "meta", dbflags, &c->db_meta)))
 		goto out;
 	rc = mdb_get(txn, c->db_misc, &k, &v);
-	if (rc == MDB_NOTFOUND) {
+	if (rc == MDB_NOTFOUND && !c->rdonly) {
 		v.mv_size = sizeof(fmt);
 		v.mv_data = &fmt;
 		rc = mdb_put(txn, c->db_misc, &k, &v, 0);
@@ -147,7 +151,10 @@ static int env_open(struct cache *c)
 	}
 	if (rc)
 		goto out;
-	rc = mdb_txn_commit(txn);
+	if ((c->flags & CACHE_OPEN_TOOL) && mdb_get(txn, c->db_misc, &bk, &v) == 0 &&
+	    v.mv_size == sizeof(uint64_t))
+		memcpy(&c->block_size, v.mv_data, sizeof(uint64_t));
+	rc = mdb_txn_commit(txn); /* also for a read-only txn: keeps the dbi handles open */
 	txn = NULL;
 out:
 	if (txn)
@@ -172,6 +179,11 @@ int cache_open(const struct cache_config *cfg, struct cache **out)
 		return -ENOMEM;
 	c->lock_fd = -1;
 	c->now = cache_now_real;
+	c->flags = cfg->flags;
+	if (c->flags & CACHE_OPEN_RDONLY)
+		c->flags |= CACHE_OPEN_TOOL;
+	c->rdonly = (c->flags & CACHE_OPEN_RDONLY) != 0;
+	c->opened_s = (int64_t)time(NULL);
 	c->block_size = cfg->block_size ? cfg->block_size : DEFAULT_BLOCK_SIZE;
 	c->ttl_sec = cfg->ttl_sec;
 	pthread_mutex_init(&c->mu, NULL);
@@ -185,24 +197,49 @@ int cache_open(const struct cache_config *cfg, struct cache **out)
 		rc = -ENOMEM;
 		goto out;
 	}
-	if ((rc = mkdir_p(c->dir)) || (rc = lock_dir(c)) || (rc = subdir(c, "index")) ||
-	    (rc = subdir(c, "blocks")) || (rc = subdir(c, "dirty")))
+	if (c->flags & CACHE_OPEN_TOOL) {
+		/* a tool never creates a cache, nor a lock file in a directory that is not one */
+		char path[4200];
+		struct stat st;
+		snprintf(path, sizeof(path), "%s/index/data.mdb", c->dir);
+		if (stat(path, &st) < 0) {
+			rc = -errno;
+			goto out;
+		}
+	}
+	if (c->rdonly) {
+		if ((rc = env_open(c)) || (rc = cache_index_load(c)))
+			goto out;
+		c->size_cap = UINT64_MAX;
+		*out = c;
+		goto out;
+	}
+	if (!(c->flags & CACHE_OPEN_TOOL) && (rc = mkdir_p(c->dir)))
+		goto out;
+	if ((rc = lock_dir(c)) || (rc = subdir(c, "index")) || (rc = subdir(c, "blocks")) ||
+	    (rc = subdir(c, "dirty")))
 		goto out;
 	c->size_cap = cfg->size_cap;
-	if (!c->size_cap) {
+	if (c->flags & CACHE_OPEN_TOOL) {
+		c->size_cap = UINT64_MAX; /* a tool never evicts on its own */
+	} else if (!c->size_cap) {
 		if (statvfs(c->dir, &vfs) < 0) {
 			rc = -errno;
 			goto out;
 		}
 		c->size_cap = (uint64_t)vfs.f_blocks * vfs.f_frsize / 10;
 	}
-	if ((rc = env_open(c)) || (rc = cache_journal_recover(c)) || (rc = cache_index_load(c)) ||
-	    (rc = cache_evict_start(c)))
+	if ((rc = env_open(c)) || (rc = cache_journal_recover(c)) || (rc = cache_index_load(c)))
 		goto out;
+	if (!(c->flags & CACHE_OPEN_TOOL)) {
+		cache_stats_file_write(c, true);
+		if ((rc = cache_evict_start(c)))
+			goto out;
+	}
 	*out = c;
 out:
 	if (rc < 0) {
-		if (rc != -EBUSY)
+		if (rc != -EBUSY && !((c->flags & CACHE_OPEN_TOOL) && rc == -ENOENT))
 			bfs_log(BFS_LOG_ERR, "cache: cannot open %s: %s", cfg->dir, strerror(-rc));
 		cache_close(c);
 	}
@@ -215,7 +252,10 @@ void cache_close(struct cache *c)
 		return;
 	cache_evict_stop(c);
 	if (c->env) {
-		cache_touch_flush(c);
+		if (!c->rdonly)
+			cache_touch_flush(c);
+		if (c->lock_fd >= 0)
+			cache_stats_file_write(c, true);
 		mdb_env_close(c->env);
 	}
 	cache_inflight_free_all(c);
@@ -238,5 +278,7 @@ void cache_stats_get(struct cache *c, struct cache_stats *out)
 	out->hits = c->hits;
 	out->misses = c->misses;
 	pthread_mutex_unlock(&c->mu);
+	out->block_size = c->block_size;
 	cache_journal_usage(c, &out->dirty_entries, &out->dirty_bytes);
+	cache_meta_count(c, &out->meta_entries);
 }

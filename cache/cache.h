@@ -21,12 +21,27 @@ struct cache_config {
 	uint64_t block_size;   /* 0 = 1 MiB; at most 64 MiB */
 	uint64_t size_cap;     /* bytes of clean blocks; 0 = 10% of the cache file system */
 	unsigned ttl_sec;      /* 0 = blocks never expire */
+	unsigned flags;        /* CACHE_OPEN_*; 0 for the file system */
 };
+
+/* Maintenance open by a tool (bucketfs-cache): the cache must already exist (-ENOENT if
+ * not); the block size it was created with is kept (block_size is ignored); no size cap is
+ * enforced (size_cap is ignored), no eviction thread runs and no stats file is written.
+ * Takes the lock like a normal open (-EBUSY while a mount holds the cache). */
+#define CACHE_OPEN_TOOL 0x1u
+/* Read-only inspection, implies CACHE_OPEN_TOOL: takes no lock, so it works while a mount
+ * holds the cache; opens LMDB with MDB_RDONLY and never writes anything (LMDB's reader
+ * table in index/lock.mdb aside). Only cache_stats_get, cache_verify, cache_dirty_list and
+ * cache_meta_get may be used; every call that would write returns -EROFS (cache_invalidate
+ * does nothing). */
+#define CACHE_OPEN_RDONLY 0x2u
 
 /* Opens (creating if needed) the cache in cfg->dir; only one process may hold a cache_dir:
  * a second open returns -EBUSY (a lock file, <dir>/lock, held with flock; a second open in
  * the same process is refused too). At open, journal entries never committed and block
- * files the index does not know are deleted. Starts the background eviction thread.
+ * files the index does not know are deleted. Starts the background eviction thread, which
+ * also writes <dir>/stats (see cache_live_stats_read) every 2 seconds
+ * while the counters change, and at close. cfg->flags: see CACHE_OPEN_*.
  * *out is owned by the caller and released with cache_close. */
 int cache_open(const struct cache_config *cfg, struct cache **out);
 /* Stops the eviction thread, writes pending last-used times, closes. No call may be running
@@ -77,11 +92,57 @@ void cache_invalidate(struct cache *c, const char *key);
 
 /* Counters: blocks/bytes are the clean blocks on disk; hits/misses count blocks served from
  * disk / blocks that needed a fetch (waiters on a shared fetch count as misses) since open;
- * dirty_* are the journal entries (committed or not) and their data file sizes. */
+ * dirty_* are the journal entries (committed or not) and their data file sizes;
+ * meta_entries the entries of the metadata index; block_size the cache's block size. */
 struct cache_stats {
 	uint64_t blocks, bytes, dirty_entries, dirty_bytes, hits, misses;
+	uint64_t meta_entries, block_size;
 };
 void cache_stats_get(struct cache *c, struct cache_stats *out);
+
+/* What the process holding a cache wrote to <dir>/stats: its pid, when it opened the cache
+ * (wall clock seconds), its hits and misses since then, and when it wrote the file. */
+struct cache_live_stats {
+	long pid;
+	int64_t since_s, written_s;
+	uint64_t hits, misses;
+};
+/* Reads <dir>/stats. Needs no open cache. Returns 0, -ENOENT (no file), -EBADMSG. */
+int cache_live_stats_read(const char *dir, struct cache_live_stats *out);
+
+/* ---- maintenance (bucketfs-cache) ---- */
+
+/* A damaged block found by cache_verify, or a journal entry whose data file is missing
+ * (blkno = UINT64_MAX then). Strings owned by cache_verify, valid during the callback;
+ * key/etag are the index forms ("sha256:<hex>" for a hashed long key). */
+struct cache_bad {
+	const char *key, *etag;
+	uint64_t blkno;
+	const char *path;      /* the block (or journal data) file */
+	const char *problem;   /* "checksum mismatch", "missing", "wrong length", ... */
+	bool dropped;          /* the record and file were deleted (not in read-only mode) */
+};
+typedef void (*cache_bad_fn)(void *arg, const struct cache_bad *bad);
+
+/* Reads every block file and checks its length and CRC32C; calls bad (may be NULL) for each
+ * damaged one and, unless the cache is read-only, drops it (it is fetched again when next
+ * read). Also checks that every journal entry has its data file (never dropped: journal
+ * data is only removed by uploads or cache_clear(discard_dirty)). *checked: blocks read;
+ * *nbad: damaged blocks plus journal entries without data. Returns 0 or -errno. */
+int cache_verify(struct cache *c, cache_bad_fn bad, void *arg, uint64_t *checked,
+		 uint64_t *nbad);
+
+/* Drops clean blocks: the least recently used while their bytes exceed to_bytes
+ * (UINT64_MAX: no size target), and every block last used before older_than_s (wall clock
+ * seconds; INT64_MIN: no age limit; last use is recorded to about a minute). Adds what was
+ * dropped to *nblocks and *nbytes (may be NULL). Journal data is never touched. -EROFS if
+ * read-only. */
+int cache_prune(struct cache *c, uint64_t to_bytes, int64_t older_than_s, uint64_t *nblocks,
+		uint64_t *nbytes);
+
+/* Drops every clean block and every metadata index entry; with discard_dirty also every
+ * journal entry and its data (writes never uploaded are lost). -EROFS if read-only. */
+int cache_clear(struct cache *c, bool discard_dirty);
 
 /* ---- persistent object metadata index ----
  * Remembers, per object key, a caller blob (e.g. serialized attributes from a HEAD) together
@@ -136,95 +197,5 @@ int cache_dirty_remove(struct cache *c, uint64_t id);
  * the caller frees (cache_dirty_free on each element, then free); NULL when *n is 0. */
 int cache_dirty_list(struct cache *c, struct cache_dirty **out, size_t *n);
 
-#ifdef BFS_CACHE_INTERNAL
-/* ==== private to the cache/ sources and their unit tests; fs/ must not define this ==== */
-#include <lmdb.h>
-#include <pthread.h>
-
-#define CACHE_FORMAT 1 /* on-disk format version, stored in db "misc" as "format" */
-
-struct cache_inflight; /* a fetch or revalidation in progress (index.c) */
-struct cache_touch;    /* a pending last-used update (index.c) */
-
-struct cache {
-	/* ---- set by cache_open, immutable afterwards ---- */
-	char *dir;                /* owned */
-	int lock_fd;              /* holds flock(LOCK_EX) on <dir>/lock */
-	MDB_env *env;
-	MDB_dbi db_misc, db_blocks, db_journal, db_meta;
-	uint64_t block_size, size_cap;
-	unsigned ttl_sec;
-	int64_t (*now)(void);     /* wall clock seconds; tests replace it before use */
-
-	pthread_mutex_t mu;       /* protects every field below; never held across I/O waits */
-	pthread_cond_t evict_cv;  /* wakes the evictor (evict_wanted, stopping) */
-	pthread_cond_t evict_done_cv; /* signalled when an eviction pass ends */
-	struct cache_inflight *inflight; /* list; entries owned by their refs */
-	struct cache_touch *touches;     /* array of ntouch pending last-used updates; owned */
-	size_t ntouch, touch_cap;
-	uint64_t next_fid;        /* next block file id */
-	uint64_t blocks, bytes;   /* clean blocks in the index and their bytes */
-	uint64_t hits, misses;
-	uint64_t inval_gen;       /* bumped by cache_invalidate; fetches started before don't store */
-	int64_t nospc_logged_s;   /* when "not caching: disk full" was last logged */
-	bool evicting, evict_wanted, stopping, evictor_running;
-	pthread_t evictor;
-};
-
-/* Value of db "blocks" (format 1), host byte order like LMDB itself. */
-struct cache_blkrec {
-	uint8_t version;          /* CACHE_FORMAT */
-	uint8_t pad[3];
-	uint32_t len;             /* bytes in the block file */
-	uint32_t crc;             /* CRC32C of those bytes */
-	uint32_t pad2;
-	uint64_t fid;             /* block file id: <dir>/blocks/<fid % 256 as %02x>/<fid as %016x> */
-	int64_t fetched_ns;       /* wall clock when fetched */
-	int64_t validated_s;      /* wall clock when fetched or last revalidated; expiry = this + ttl */
-	int64_t used_s;           /* last use, at CACHE_TOUCH_GRAIN_S granularity */
-};
-
-#define CACHE_TOUCH_GRAIN_S 60 /* a hit rewrites used_s only if it is older than this */
-#define CACHE_TOUCH_BATCH 256  /* pending touches written in one transaction */
-
-/* cache.c */
-int cache_mdb_errno(int rc);   /* LMDB/system rc → -errno (MDB_MAP_FULL → -ENOSPC) */
-int64_t cache_now_real(void);  /* default c->now */
-/* Writes the index form of an object key or ETag into out (max bytes, max >= 65; no NUL)
- * and returns its length: s itself if at most max bytes, else 0xff + the 64 hex digits of
- * SHA-256(s) (0xff is never in UTF-8, so a hashed form cannot equal a real key). */
-size_t cache_keypart(unsigned char *out, const char *s, size_t max);
-/* true if a block validated at validated_s is expired at now (ttl 0: never). */
-bool cache_expired(int64_t now, int64_t validated_s, unsigned ttl_sec);
-
-#define CACHE_KEYPART_MAX 256 /* object keys longer than this are hashed in index keys */
-#define CACHE_ETAGPART_MAX 128
-/* keypart 0 etagpart 0 u64: 394 bytes, under LMDB's 511-byte key limit */
-#define CACHE_BKEY_MAX (CACHE_KEYPART_MAX + 1 + CACHE_ETAGPART_MAX + 1 + 8)
-
-/* blocks.c — block files and CRC32C */
-uint32_t cache_crc32c(uint32_t crc, const void *p, size_t n);
-void cache_blk_path(const struct cache *c, uint64_t fid, char *buf, size_t len);
-int cache_blk_write(struct cache *c, uint64_t fid, const void *data, size_t len);
-int cache_blk_read(struct cache *c, uint64_t fid, void *buf, size_t len, uint32_t crc);
-void cache_blk_unlink(struct cache *c, uint64_t fid);
-/* Deletes block files whose id is not in live (sorted) and leftover temporaries. */
-int cache_blk_sweep(struct cache *c, const uint64_t *live, size_t n);
-
-/* index.c — block index, read path */
-int cache_index_load(struct cache *c); /* at open: counters, next_fid, sweep */
-int cache_touch_flush(struct cache *c);
-void cache_inflight_free_all(struct cache *c);
-
-/* evict.c */
-int cache_evict_start(struct cache *c);
-void cache_evict_stop(struct cache *c);
-void cache_evict_kick(struct cache *c);          /* after bytes grew; may evict inline */
-int cache_evict_to(struct cache *c, uint64_t target); /* evicts LRU until bytes <= target */
-
-/* journal.c */
-int cache_journal_recover(struct cache *c);      /* at open: drops uncommitted entries */
-int cache_journal_usage(struct cache *c, uint64_t *entries, uint64_t *bytes);
-#endif /* BFS_CACHE_INTERNAL */
 
 #endif

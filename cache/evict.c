@@ -9,8 +9,7 @@
  * (last used, file id, length); sort; pick the oldest until enough bytes; collect their keys
  * (a second read scan); delete the records in one write transaction, skipping any record
  * that changed meanwhile (re-stored, or used); then unlink the files. */
-#define BFS_CACHE_INTERNAL
-#include "cache/cache.h"
+#include "cache/cache_int.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -101,7 +100,10 @@ out:
 	return rc;
 }
 
-static int evict_pass(struct cache *c, uint64_t target)
+/* Victims: the oldest blocks while bytes exceed target, and every block used before
+ * cutoff_s. */
+static int evict_pass(struct cache *c, uint64_t target, int64_t cutoff_s, uint64_t *nblocks,
+		      uint64_t *nbytes)
 {
 	struct victim *all = NULL;
 	size_t n = 0, nv = 0, ndel = 0;
@@ -113,16 +115,18 @@ static int evict_pass(struct cache *c, uint64_t target)
 	pthread_mutex_lock(&c->mu);
 	bytes = c->bytes;
 	pthread_mutex_unlock(&c->mu);
-	if (bytes <= target)
+	if (bytes <= target && cutoff_s == INT64_MIN)
 		return 0;
-	need = bytes - target;
+	need = bytes > target ? bytes - target : 0;
 	if ((rc = scan(c, &all, &n, NULL, 0)))
 		goto out;
 	if (n == 0)
 		goto out;
 	qsort(all, n, sizeof(*all), cmp_lru);
-	while (nv < n && freed < need)
+	while (nv < n && (freed < need || all[nv].used_s < cutoff_s))
 		freed += all[nv++].len;
+	if (nv == 0)
+		goto out;
 	qsort(all, nv, sizeof(*all), cmp_fid);
 	if ((rc = scan(c, NULL, NULL, all, nv)))
 		goto out;
@@ -158,6 +162,10 @@ skip:
 	c->blocks -= ndel;
 	c->bytes -= freed;
 	pthread_mutex_unlock(&c->mu);
+	if (nblocks)
+		*nblocks += ndel;
+	if (nbytes)
+		*nbytes += freed;
 	bfs_log(BFS_LOG_DEBUG, "cache: evicted %zu blocks, %llu bytes", ndel,
 		(unsigned long long)freed);
 out:
@@ -172,21 +180,29 @@ out:
 }
 
 /* One pass at a time: a caller arriving during a pass waits for it, then runs its own. */
-int cache_evict_to(struct cache *c, uint64_t target)
+int cache_evict_pass(struct cache *c, uint64_t target, int64_t cutoff_s, uint64_t *nblocks,
+		     uint64_t *nbytes)
 {
 	int rc;
 
+	if (c->rdonly)
+		return -EROFS;
 	pthread_mutex_lock(&c->mu);
 	while (c->evicting)
 		pthread_cond_wait(&c->evict_done_cv, &c->mu);
 	c->evicting = true;
 	pthread_mutex_unlock(&c->mu);
-	rc = evict_pass(c, target);
+	rc = evict_pass(c, target, cutoff_s, nblocks, nbytes);
 	pthread_mutex_lock(&c->mu);
 	c->evicting = false;
 	pthread_cond_broadcast(&c->evict_done_cv);
 	pthread_mutex_unlock(&c->mu);
 	return rc;
+}
+
+int cache_evict_to(struct cache *c, uint64_t target)
+{
+	return cache_evict_pass(c, target, INT64_MIN, NULL, NULL);
 }
 
 void cache_evict_kick(struct cache *c)
@@ -204,28 +220,40 @@ void cache_evict_kick(struct cache *c)
 		cache_evict_to(c, low_water(c));
 }
 
+/* Wakes when kicked, and every CACHE_STATS_PERIOD_S to rewrite the stats file; flushes
+ * last-used times every EVICT_PERIOD_S (and with every eviction pass). */
 static void *evictor(void *arg)
 {
 	struct cache *c = arg;
-	struct timespec until;
-	bool over;
+	struct timespec until, now;
+	time_t next_flush;
+	bool over, kicked, flush;
 
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	next_flush = now.tv_sec + EVICT_PERIOD_S;
 	pthread_mutex_lock(&c->mu);
 	while (!c->stopping) {
 		if (!c->evict_wanted) {
 			clock_gettime(CLOCK_MONOTONIC, &until);
-			until.tv_sec += EVICT_PERIOD_S;
+			until.tv_sec += CACHE_STATS_PERIOD_S;
 			pthread_cond_timedwait(&c->evict_cv, &c->mu, &until);
 			if (c->stopping)
 				break;
 		}
+		kicked = c->evict_wanted;
 		c->evict_wanted = false;
 		over = c->bytes > c->size_cap;
 		pthread_mutex_unlock(&c->mu);
-		if (over)
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		flush = now.tv_sec >= next_flush;
+		if (over) {
 			cache_evict_to(c, low_water(c));
-		else
+			next_flush = now.tv_sec + EVICT_PERIOD_S;
+		} else if (flush || kicked) {
 			cache_touch_flush(c);
+			next_flush = now.tv_sec + EVICT_PERIOD_S;
+		}
+		cache_stats_file_write(c, false);
 		pthread_mutex_lock(&c->mu);
 	}
 	pthread_mutex_unlock(&c->mu);

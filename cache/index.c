@@ -7,8 +7,7 @@
  *
  * Reads take short LMDB read transactions. Writes (store, drop, touch flush, revalidation)
  * are short write transactions; c->mu is never held across one, nor across a fetch. */
-#define BFS_CACHE_INTERNAL
-#include "cache/cache.h"
+#include "cache/cache_int.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -134,6 +133,12 @@ static void index_drop(struct cache *c, const unsigned char *key, size_t klen, u
 	return;
 out:
 	bfs_log(BFS_LOG_WARN, "cache: cannot drop block record: %s", mdb_strerror(rc));
+}
+
+void cache_index_drop(struct cache *c, const unsigned char *key, size_t klen, uint64_t fid)
+{
+	if (!c->rdonly)
+		index_drop(c, key, klen, fid);
 }
 
 /* Drops every record whose key starts with prefix, and their files. */
@@ -303,6 +308,8 @@ int cache_touch_flush(struct cache *c)
 	MDB_txn *txn = NULL;
 	int rc;
 
+	if (c->rdonly)
+		return 0;
 	pthread_mutex_lock(&c->mu);
 	t = c->touches;
 	n = c->ntouch;
@@ -651,6 +658,8 @@ ssize_t cache_read_src(struct cache *c, const char *key, const char *etag, uint6
 
 	if (!key || !etag || !src || !src->fetch || (len && !buf))
 		return -EINVAL;
+	if (c->rdonly)
+		return -EROFS;
 	if (off >= obj_size || len == 0)
 		return 0;
 	end = len > obj_size - off ? obj_size : off + len;
@@ -699,7 +708,7 @@ void cache_invalidate(struct cache *c, const char *key)
 	struct bkey bk;
 	int rc;
 
-	if (!key)
+	if (!key || c->rdonly)
 		return;
 	bkey_version(&bk, key, "");
 	pthread_mutex_lock(&c->mu);
@@ -719,8 +728,36 @@ static int cmp_u64(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
+/* Read-only open: counts blocks and bytes, nothing else. */
+static int index_count(struct cache *c)
+{
+	MDB_txn *txn = NULL;
+	MDB_cursor *cur = NULL;
+	MDB_val k, v;
+	struct cache_blkrec r;
+	int rc, mrc;
+
+	if ((rc = cache_mdb_errno(mdb_txn_begin(c->env, NULL, MDB_RDONLY, &txn))) ||
+	    (rc = cache_mdb_errno(mdb_cursor_open(txn, c->db_blocks, &cur))))
+		goto out;
+	for (mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); mrc == 0;
+	     mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		if (rec_decode(&v, &r) < 0)
+			continue;
+		c->blocks++;
+		c->bytes += r.len;
+	}
+out:
+	if (cur)
+		mdb_cursor_close(cur);
+	if (txn)
+		mdb_txn_abort(txn);
+	return rc;
+}
+
 /* At open: forgets every block if the block size changed (block numbers would mean other
- * offsets), drops bad records, counts blocks and bytes, and deletes stray block files. */
+ * offsets), drops bad records, counts blocks and bytes, and deletes stray block files.
+ * Read-only: only counts. */
 int cache_index_load(struct cache *c)
 {
 	MDB_txn *txn = NULL;
@@ -731,6 +768,8 @@ int cache_index_load(struct cache *c)
 	size_t n = 0, cap = 0;
 	int rc, mrc;
 
+	if (c->rdonly)
+		return index_count(c);
 	if ((rc = cache_mdb_errno(mdb_txn_begin(c->env, NULL, 0, &txn))))
 		goto out;
 	mrc = mdb_get(txn, c->db_misc, &bk, &v);

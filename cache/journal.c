@@ -10,8 +10,7 @@
  * remove = record delete commit, then unlink(data). A crash between any two steps leaves
  * either a committed record with complete data, or garbage that cache_journal_recover
  * deletes at the next open (uncommitted records, data files without a record). */
-#define BFS_CACHE_INTERNAL
-#include "cache/cache.h"
+#include "cache/cache_int.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -187,6 +186,8 @@ int cache_dirty_create(struct cache *c, uint64_t *id, int *fd)
 	int rc;
 
 	*fd = -1;
+	if (c->rdonly)
+		return -EROFS;
 	if ((rc = record_created(c, id)))
 		goto out;
 	if ((rc = cache_dirty_path(c, *id, path, sizeof(path))))
@@ -224,6 +225,8 @@ int cache_dirty_commit(struct cache *c, const struct cache_dirty *d)
 
 	if (!d || !d->key)
 		return -EINVAL;
+	if (c->rdonly)
+		return -EROFS;
 	/* 1. the data, and its directory entry, reach the disk before the record says so */
 	if ((rc = cache_dirty_path(c, d->id, path, sizeof(path))) ||
 	    (rc = fsync_path(path, O_RDONLY, true)))
@@ -257,6 +260,8 @@ int cache_dirty_remove(struct cache *c, uint64_t id)
 	char path[4096];
 	int rc, urc = 0;
 
+	if (c->rdonly)
+		return -EROFS;
 	if ((rc = cache_dirty_path(c, id, path, sizeof(path))))
 		return rc;
 	/* record first: a crash before the unlink leaves an orphan file, removed at open */

@@ -3,8 +3,7 @@
  * Key: the object key's index form (cache_keypart, hashed if longer than
  * CACHE_KEYPART_MAX). Value (version 1, host byte order): struct meta_head, then the ETag,
  * then the caller's blob. */
-#define BFS_CACHE_INTERNAL
-#include "cache/cache.h"
+#include "cache/cache_int.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -37,6 +36,8 @@ int cache_meta_put(struct cache *c, const char *key, const char *etag,
 
 	if (!key || !*key || !etag || (bloblen && !blob) || bloblen > UINT32_MAX)
 		return -EINVAL;
+	if (c->rdonly)
+		return -EROFS;
 	el = strlen(etag);
 	if (el > META_ETAG_MAX)
 		return -EINVAL;
@@ -115,6 +116,8 @@ int cache_meta_del(struct cache *c, const char *key)
 
 	if (!key || !*key)
 		return -EINVAL;
+	if (c->rdonly)
+		return -EROFS;
 	k.mv_size = cache_keypart(kb, key, CACHE_KEYPART_MAX);
 	k.mv_data = kb;
 	if ((rc = cache_mdb_errno(mdb_txn_begin(c->env, NULL, 0, &txn))) ||
@@ -122,6 +125,23 @@ int cache_meta_del(struct cache *c, const char *key)
 		goto out;
 	rc = cache_mdb_errno(mdb_txn_commit(txn));
 	txn = NULL;
+out:
+	if (txn)
+		mdb_txn_abort(txn);
+	return rc;
+}
+
+int cache_meta_count(struct cache *c, uint64_t *n)
+{
+	MDB_txn *txn = NULL;
+	MDB_stat st;
+	int rc;
+
+	*n = 0;
+	if ((rc = cache_mdb_errno(mdb_txn_begin(c->env, NULL, MDB_RDONLY, &txn))) ||
+	    (rc = cache_mdb_errno(mdb_stat(txn, c->db_meta, &st))))
+		goto out;
+	*n = st.ms_entries;
 out:
 	if (txn)
 		mdb_txn_abort(txn);

@@ -40,7 +40,8 @@ void bfs_attr_apply(struct bfs_fs *fs, struct bfs_inode *ino, const struct s3_ob
 	 * mount and machine, and never shared by two objects the way a stored number copied
 	 * along by another S3 tool would be */
 	st.st_ino = ino->st.st_ino ? ino->st.st_ino : ino->nodeid;
-	st.st_nlink = 1;
+	const char *nl = o ? s3_meta_get(&o->meta, BFS_NLINK_META) : NULL;
+	st.st_nlink = nl && strtoul(nl, NULL, 10) > 1 ? (nlink_t)strtoul(nl, NULL, 10) : 1;
 	st.st_blksize = 1 << 20;
 	st.st_blocks = (st.st_size + 511) / 512;
 	ino->st = st;
@@ -85,8 +86,34 @@ void bfs_fill_entry(struct bfs_fs *fs, struct bfs_inode *ino, struct fuse_entry_
 /* What S3 says about a name: a file-like object, a directory (with or without marker). */
 struct found {
 	bool exists, is_dir, marker;
-	struct s3_object obj; /* valid when !is_dir || marker */
+	struct s3_object obj; /* valid when !is_dir || marker; a hard link's content object */
+	char *link_key;       /* hard link: the content object the name points to; owned */
 };
+
+/* A name object pointing to a hard-linked content object: the content holds the data and
+ * attributes. A dangling name (content gone) shows as what the name object says. */
+static int follow_link(struct bfs_fs *fs, struct found *f)
+{
+	const char *lk = s3_meta_get(&f->obj.meta, BFS_LINK_META);
+	if (!lk || f->is_dir)
+		return 0;
+	struct s3_object content;
+	int rc = s3_head(fs->s3, lk, &content);
+	if (rc == -ENOENT) {
+		bfs_log(BFS_LOG_WARN, "hard link to %s: content object is missing", lk);
+		return 0;
+	}
+	if (rc)
+		return rc;
+	f->link_key = strdup(lk);
+	if (!f->link_key) {
+		s3_object_free(&content);
+		return -ENOMEM;
+	}
+	s3_object_free(&f->obj);
+	f->obj = content;
+	return 0;
+}
 
 /* Probes S3 for key (no trailing slash): HEAD key, then HEAD key/ (a directory marker), then
  * LIST key/ for a directory without marker. dir_hint (1 dir, 0 file, -1 unknown) from a
@@ -103,7 +130,7 @@ static int probe(struct bfs_fs *fs, const char *key, int dir_hint, struct found 
 			f->exists = true;
 			f->is_dir = is_dir_object(&f->obj);
 			f->marker = f->is_dir;
-			return 0;
+			return follow_link(fs, f);
 		}
 		s3_object_free(&f->obj);
 		s3_object_init(&f->obj);
@@ -140,8 +167,13 @@ static void apply_found(struct bfs_fs *fs, struct bfs_inode *ino, struct found *
 {
 	pthread_mutex_lock(&ino->lock);
 	if (!bfs_is_dirty(ino)) {
-		ino_t old = ino->st.st_ino;
-		ino->st.st_ino = old ? old : bfs_ino_of_key(key);
+		if (f->link_key) {
+			free(ino->link_key);
+			ino->link_key = f->link_key;
+			f->link_key = NULL;
+		}
+		/* hard links share the number of their content object */
+		ino->st.st_ino = bfs_ino_of_key(ino->link_key ? ino->link_key : key);
 		bfs_attr_apply(fs, ino, f->is_dir && !f->marker ? NULL : &f->obj, f->is_dir);
 	}
 	pthread_mutex_unlock(&ino->lock);
@@ -170,6 +202,7 @@ int bfs_attr_refresh(struct bfs_fs *fs, struct bfs_inode *ino, bool force)
 	if (rc == 0)
 		apply_found(fs, ino, &f, key);
 	s3_object_free(&f.obj);
+	free(f.link_key);
 	free(key);
 	return rc;
 }
@@ -180,6 +213,8 @@ int bfs_attr_lookup(struct bfs_fs *fs, struct bfs_inode *parent, const char *nam
 	*out = NULL;
 	if (strlen(name) > 1024)
 		return -ENAMETOOLONG;
+	if (parent == fs->root && strcmp(name, BFS_INTERNAL_DIR) == 0)
+		return -ENOENT; /* bucketfs's own objects are not files */
 	struct bfs_inode *ino = bfs_inode_child(fs, parent, name);
 	if (ino) {
 		int rc = bfs_attr_refresh(fs, ino, false);
@@ -231,6 +266,7 @@ int bfs_attr_lookup(struct bfs_fs *fs, struct bfs_inode *parent, const char *nam
 	if (rc == 0 && !f.exists && hint != -1) {
 		/* the listing was stale: ask without a hint */
 		s3_object_free(&f.obj);
+		free(f.link_key);
 		rc = probe(fs, key, -1, &f);
 	}
 	if (rc)
@@ -256,6 +292,7 @@ int bfs_attr_lookup(struct bfs_fs *fs, struct bfs_inode *parent, const char *nam
 	*out = ino;
 out:
 	s3_object_free(&f.obj);
+	free(f.link_key);
 	free(key);
 	return rc;
 }

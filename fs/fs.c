@@ -35,6 +35,7 @@ void bfs_fs_ops(struct fuse_lowlevel_ops *ops)
 	ops->destroy = op_destroy;
 	bfs_ops_entry(ops);
 	bfs_ops_rename(ops);
+	bfs_ops_link(ops);
 	bfs_ops_dir(ops);
 	bfs_ops_file(ops);
 	bfs_ops_xattr(ops);

@@ -1,9 +1,8 @@
 /* fs/fs_int.h — private to fs/: the file system state shared by the ops_*.c files.
  *
- * Locking (outermost first): fs->lock (inode table, names, parents, lookup counts, upload
- * queue) → ino->lock (attributes, metadata, staging file, listing). ino->lock is never taken
- * while holding another inode's lock, except parent-then-child in bfs_inode_key (which takes
- * fs->lock only). No lock is held across S3 requests. */
+ * Locking: ino->lock (attributes, metadata, staging file, listing) may be held while taking
+ * fs->lock (inode table, names, parents, lookup counts, upload queue), never the reverse;
+ * two inode locks are never held at once. No lock is held across S3 requests. */
 #ifndef BFS_FS_INT_H
 #define BFS_FS_INT_H
 
@@ -19,6 +18,10 @@
 struct bfs_dirent {
 	char *name;
 	bool is_dir;
+	bool listed;                   /* an object in the LIST result: the fields below hold */
+	uint64_t size;
+	char etag[72];
+	struct timespec last_modified;
 };
 struct bfs_listing {
 	struct bfs_dirent *ents; /* sorted by name; owned */
@@ -50,6 +53,9 @@ struct bfs_inode {
 	bool meta_loaded;           /* meta reflects a HEAD (or our own write) */
 	bool has_marker;            /* directory: a "dir/" marker object exists */
 	char *link_target;          /* symlink target; owned */
+	char *link_key;             /* hard-linked file: its content object ".bucketfs/inodes/ID"
+				     * (data and attributes live there; the name object points to
+				     * it); NULL for a plain object. owned */
 	struct bfs_listing *listing;/* directory listing cache; owned */
 
 	int open_count, open_writers;
@@ -96,6 +102,12 @@ struct bfs_fs {
 	int64_t upload_delay_ns;
 };
 
+/* Hard links (docs/layout.md): content objects live under PREFIX + ".bucketfs/inodes/";
+ * a name object carries x-amz-meta-bfs-link, the content object x-amz-meta-bfs-nlink. */
+#define BFS_INTERNAL_DIR ".bucketfs"
+#define BFS_LINK_META "bfs-link"
+#define BFS_NLINK_META "bfs-nlink"
+
 /* ---- inode.c ---- */
 void bfs_inode_table_init(struct bfs_fs *fs);
 void bfs_inode_table_free(struct bfs_fs *fs);
@@ -113,6 +125,9 @@ void bfs_inode_lookup_ref(struct bfs_fs *fs, struct bfs_inode *ino, uint64_t n);
 void bfs_inode_forget(struct bfs_fs *fs, fuse_ino_t nodeid, uint64_t n);
 /* Object key of ino (directories end in '/', root = prefix). malloc'd, caller frees. */
 char *bfs_inode_key(struct bfs_fs *fs, struct bfs_inode *ino);
+/* Key of the object holding ino's data and attributes: its link_key when hard-linked, else
+ * bfs_inode_key. malloc'd. ino->lock held. */
+char *bfs_data_key(struct bfs_fs *fs, struct bfs_inode *ino);
 /* Key of name inside directory parent (dir=true adds the trailing '/'). malloc'd. */
 char *bfs_child_key(struct bfs_fs *fs, struct bfs_inode *parent, const char *name, bool dir);
 /* Moves ino to (newparent, newname); an inode already there is detached (unlinked). */
@@ -154,6 +169,20 @@ struct bfs_listing *bfs_listing_copy(const struct bfs_listing *l);
 void bfs_listing_note(struct bfs_fs *fs, struct bfs_inode *dir, const char *name, bool is_dir,
 		      bool present);
 
+/* ---- record.c: the line format of journal records and metadata-index entries ---- */
+struct bfs_field {
+	const char *tag;
+	const char *value; /* encode: borrowed, NULL skips; decode: malloc'd or NULL */
+};
+/* "magic\n" + one line per field + one per metadata entry. malloc'd, or NULL (ENOMEM). */
+char *bfs_record_encode(const char *magic, const struct bfs_field *fields, size_t n,
+			const struct s3_meta *m);
+/* Parses rec; fills the fields named in fields[] (free with bfs_record_fields_free) and m
+ * (initialised by the callee). -EINVAL if the magic does not match. */
+int bfs_record_decode(const char *rec, size_t len, const char *magic, struct bfs_field *fields,
+		      size_t n, struct s3_meta *m);
+void bfs_record_fields_free(struct bfs_field *fields, size_t n);
+
 /* ---- upload.c: write-back ---- */
 int bfs_upload_start(struct bfs_fs *fs);
 /* Waits for every pending upload, then stops the workers. */
@@ -182,6 +211,13 @@ void bfs_ops_dir(struct fuse_lowlevel_ops *ops);
 void bfs_ops_file(struct fuse_lowlevel_ops *ops);
 void bfs_ops_xattr(struct fuse_lowlevel_ops *ops);
 void bfs_ops_rename(struct fuse_lowlevel_ops *ops);
+void bfs_ops_link(struct fuse_lowlevel_ops *ops);
+/* ops_link.c: removes one name (name_key) of hard-linked ino and drops the content's link
+ * count (deleting the content with the last name). */
+int bfs_link_unlink(struct bfs_fs *fs, const char *name_key, struct bfs_inode *ino);
+/* The content link_key changed (link count, data, attributes): every inode sharing it
+ * rereads its attributes, and the kernel forgets what it cached for them (and for self). */
+void bfs_link_changed(struct bfs_fs *fs, struct bfs_inode *self, const char *link_key);
 /* 0 if directory dir has no entries (in S3 or pending), -ENOTEMPTY, or -errno. */
 int bfs_dir_empty(struct bfs_fs *fs, struct bfs_inode *dir);
 /* Opens ino for a handle in fi (pins ino for the handle). */

@@ -77,6 +77,7 @@ static void inode_destroy(struct bfs_inode *ino)
 	s3_meta_free(&ino->meta);
 	bfs_listing_free(ino->listing);
 	free(ino->link_target);
+	free(ino->link_key);
 	free(ino->remote_key);
 	free(ino->name);
 	pthread_mutex_destroy(&ino->lock);
@@ -306,6 +307,11 @@ char *bfs_inode_key(struct bfs_fs *fs, struct bfs_inode *ino)
 		key = key_locked(fs, ino->parent, ino->name, S_ISDIR(ino->st.st_mode));
 	pthread_mutex_unlock(&fs->lock);
 	return key;
+}
+
+char *bfs_data_key(struct bfs_fs *fs, struct bfs_inode *ino)
+{
+	return ino->link_key ? strdup(ino->link_key) : bfs_inode_key(fs, ino);
 }
 
 char *bfs_child_key(struct bfs_fs *fs, struct bfs_inode *parent, const char *name, bool dir)

@@ -1,6 +1,7 @@
 /* fs/listing.c — directory listings: one ListObjectsV2 walk per directory, cached for
  * stat_ttl, kept up to date by local creates and removes. */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -45,6 +46,7 @@ int bfs_listing_add(struct bfs_listing *l, const char *name, bool is_dir)
 	long i = search(l, name);
 	if (i >= 0) {
 		l->ents[i].is_dir = is_dir;
+		l->ents[i].listed = false; /* changed locally: what LIST said no longer holds */
 		return 0;
 	}
 	size_t at = (size_t)(-i - 1);
@@ -60,6 +62,7 @@ int bfs_listing_add(struct bfs_listing *l, const char *name, bool is_dir)
 	if (!nm)
 		return -ENOMEM;
 	memmove(&l->ents[at + 1], &l->ents[at], (l->n - at) * sizeof(*l->ents));
+	memset(&l->ents[at], 0, sizeof(l->ents[at]));
 	l->ents[at].name = nm;
 	l->ents[at].is_dir = is_dir;
 	l->n++;
@@ -88,7 +91,7 @@ struct bfs_listing *bfs_listing_copy(const struct bfs_listing *l)
 			goto fail;
 		c->cap = l->n;
 		for (size_t i = 0; i < l->n; i++) {
-			c->ents[i].is_dir = l->ents[i].is_dir;
+			c->ents[i] = l->ents[i];
 			c->ents[i].name = strdup(l->ents[i].name);
 			c->n++;
 			if (!c->ents[i].name)
@@ -103,7 +106,8 @@ fail:
 
 /* A name as S3 lists it → directory entry (skips the marker and names a file system can't
  * have). s3fs's legacy "name_$folder$" markers are directories. */
-static int add_name(struct bfs_listing *l, const char *rel, size_t len, bool is_dir)
+static int add_name(struct bfs_listing *l, const char *rel, size_t len, bool is_dir,
+		    const struct s3_list_entry *obj)
 {
 	static const char legacy[] = "_$folder$";
 	size_t ll = sizeof(legacy) - 1;
@@ -120,8 +124,16 @@ static int add_name(struct bfs_listing *l, const char *rel, size_t len, bool is_
 		return -ENOMEM;
 	int rc = 0;
 	long i = search(l, name);
-	if (i < 0)
+	if (i < 0) {
 		rc = bfs_listing_add(l, name, is_dir);
+		if (rc == 0 && obj && !is_dir) {
+			struct bfs_dirent *d = &l->ents[search(l, name)];
+			d->listed = true;
+			d->size = obj->size;
+			d->last_modified = obj->last_modified;
+			snprintf(d->etag, sizeof(d->etag), "%s", obj->etag);
+		}
+	}
 	/* a name both a file and a prefix shows as the file (its content is reachable) */
 	free(name);
 	return rc;
@@ -145,13 +157,15 @@ int bfs_listing_fetch(struct bfs_fs *fs, struct bfs_inode *dir, struct bfs_listi
 		for (size_t i = 0; i < page.nobjects && rc == 0; i++) {
 			const char *k = page.objects[i].key;
 			if (strncmp(k, dkey, dl) == 0)
-				rc = add_name(l, k + dl, strlen(k + dl), false);
+				rc = add_name(l, k + dl, strlen(k + dl), false, &page.objects[i]);
 		}
 		for (size_t i = 0; i < page.nprefixes && rc == 0; i++) {
 			const char *p = page.prefixes[i];
 			size_t pl = strlen(p);
+			if (dir == fs->root && strcmp(p + dl, BFS_INTERNAL_DIR "/") == 0)
+				continue; /* bucketfs's own objects are not files */
 			if (strncmp(p, dkey, dl) == 0 && pl > dl + 1)
-				rc = add_name(l, p + dl, pl - dl - 1, true);
+				rc = add_name(l, p + dl, pl - dl - 1, true, NULL);
 		}
 		free(token);
 		token = page.next_token ? strdup(page.next_token) : NULL;

@@ -1,6 +1,7 @@
 /* fs/ops_dir.c — directory reading: opendir takes a snapshot of the listing (one LIST walk,
  * or none within stat_ttl), readdirplus fetches the attributes it lacks with parallel HEADs. */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -52,7 +53,129 @@ fail:
 	fuse_reply_err(req, -rc);
 }
 
-/* Fetches, in parallel, the attributes of the snapshot's entries that have none cached. */
+#define META_MAGIC "bfsm1"
+
+/* The metadata index (cache_meta_*): what a HEAD said about an object, keyed by the
+ * (ETag, LastModified, Size) a LIST shows, so an unchanged object needs no HEAD again. */
+static bool meta_from_index(struct bfs_fs *fs, const char *key, const struct bfs_dirent *d,
+			    struct s3_object *o)
+{
+	void *blob = NULL;
+	size_t len = 0;
+	if (cache_meta_get(fs->cache, key, d->etag, d->last_modified, d->size, &blob, &len))
+		return false;
+	struct bfs_field f[] = { { "ct", NULL } };
+	s3_object_init(o);
+	s3_meta_free(&o->meta);
+	int rc = bfs_record_decode(blob, len, META_MAGIC, f, 1, &o->meta);
+	free(blob);
+	if (rc) {
+		s3_object_init(o);
+		return false;
+	}
+	snprintf(o->etag, sizeof(o->etag), "%s", d->etag);
+	snprintf(o->content_type, sizeof(o->content_type), "%s", f[0].value ? f[0].value : "");
+	o->size = d->size;
+	o->last_modified = d->last_modified;
+	bfs_record_fields_free(f, 1);
+	return true;
+}
+
+static void meta_to_index(struct bfs_fs *fs, const char *key, const struct bfs_dirent *d,
+			  const struct s3_object *o)
+{
+	if (strcmp(o->etag, d->etag) != 0 || o->size != d->size)
+		return; /* changed between the LIST and the HEAD: nothing to vouch for */
+	struct bfs_field f[] = { { "ct", o->content_type } };
+	char *blob = bfs_record_encode(META_MAGIC, f, 1, &o->meta);
+	if (blob)
+		cache_meta_put(fs->cache, key, d->etag, d->last_modified, d->size, blob,
+			       strlen(blob));
+	free(blob);
+}
+
+/* Hard-linked names: their attributes are those of the content objects they point to,
+ * fetched in one more parallel round. objs[k] is replaced by the content object, whose
+ * key stays in its metadata as BFS_LINK_META for apply_attrs. */
+static void follow_links(struct bfs_fs *fs, struct s3_object *objs, int *rcs, size_t m)
+{
+	size_t n = 0;
+	for (size_t k = 0; k < m; k++)
+		n += rcs[k] == 0 && s3_meta_get(&objs[k].meta, BFS_LINK_META) != NULL;
+	if (n == 0)
+		return;
+	const char **keys = calloc(n, sizeof(*keys));
+	size_t *at = calloc(n, sizeof(*at));
+	struct s3_object *c = calloc(n, sizeof(*c));
+	int *crc = calloc(n, sizeof(*crc));
+	if (!keys || !at || !c || !crc)
+		goto out;
+	n = 0;
+	for (size_t k = 0; k < m; k++) {
+		const char *lk = rcs[k] == 0 ? s3_meta_get(&objs[k].meta, BFS_LINK_META) : NULL;
+		if (lk) {
+			at[n] = k;
+			keys[n++] = lk;
+		}
+	}
+	if (s3_head_many(fs->s3, keys, n, c, crc) == 0) {
+		for (size_t i = 0; i < n; i++) {
+			if (crc[i] == 0 && s3_meta_set(&c[i].meta, BFS_LINK_META, keys[i]) == 0) {
+				s3_object_free(&objs[at[i]]);
+				objs[at[i]] = c[i];
+				s3_object_init(&c[i]);
+			} else {
+				/* dangling: show the name object as it is */
+				bfs_log(BFS_LOG_WARN, "hard link to %s: content object is missing",
+					keys[i]);
+				s3_meta_del(&objs[at[i]].meta, BFS_LINK_META);
+			}
+			s3_object_free(&c[i]);
+		}
+	}
+out:
+	free(keys);
+	free(at);
+	free(c);
+	free(crc);
+}
+
+/* Makes (or updates) the inode of entry d from o (rc != 0: a directory without marker). */
+static void apply_attrs(struct bfs_fs *fs, struct bfs_inode *dir, const struct bfs_dirent *d,
+			char *key, const struct s3_object *o, int rc)
+{
+	mode_t type = S_IFDIR;
+	if (!d->is_dir) {
+		struct stat st;
+		bfs_meta_to_stat(o, false, &fs->defaults, &st);
+		type = st.st_mode & S_IFMT;
+	}
+	struct bfs_inode *c = bfs_inode_make(fs, dir, d->name, type);
+	if (!c)
+		return;
+	pthread_mutex_lock(&c->lock);
+	if (!bfs_is_dirty(c) && c->stage_fd < 0) {
+		const char *lk = rc ? NULL : s3_meta_get(&o->meta, BFS_LINK_META);
+		if (lk && !d->is_dir) {
+			free(c->link_key);
+			c->link_key = strdup(lk);
+		}
+		size_t kl = strlen(key);
+		if (d->is_dir && kl)
+			key[kl - 1] = '\0';
+		c->st.st_ino = bfs_ino_of_key(c->link_key ? c->link_key : key);
+		if (d->is_dir && kl)
+			key[kl - 1] = '/';
+		bfs_attr_apply(fs, c, rc ? NULL : o, d->is_dir);
+		if (c->link_key)
+			s3_meta_del(&c->meta, BFS_LINK_META); /* the content's own metadata */
+	}
+	pthread_mutex_unlock(&c->lock);
+	bfs_inode_unpin(fs, c);
+}
+
+/* Fetches, in parallel, the attributes of the snapshot's entries that have none cached:
+ * from the metadata index when LIST shows the object unchanged, else with a HEAD. */
 static void fetch_attrs(struct bfs_fs *fs, struct bfs_dirh *h)
 {
 	size_t n = h->l->n, m = 0;
@@ -79,6 +202,14 @@ static void fetch_attrs(struct bfs_fs *fs, struct bfs_dirh *h)
 		keys[m] = bfs_child_key(fs, h->dir, d->name, d->is_dir);
 		if (!keys[m])
 			goto out;
+		struct s3_object o;
+		if (d->listed && meta_from_index(fs, keys[m], d, &o)) {
+			apply_attrs(fs, h->dir, d, keys[m], &o, 0);
+			s3_object_free(&o);
+			free(keys[m]);
+			keys[m] = NULL;
+			continue;
+		}
 		idx[m++] = i;
 	}
 	if (m == 0)
@@ -91,28 +222,15 @@ static void fetch_attrs(struct bfs_fs *fs, struct bfs_dirh *h)
 		goto free_objs;
 	for (size_t k = 0; k < m; k++) {
 		struct bfs_dirent *d = &h->l->ents[idx[k]];
+		if (rcs[k] == 0 && d->listed && !s3_meta_get(&objs[k].meta, BFS_LINK_META))
+			meta_to_index(fs, keys[k], d, &objs[k]);
+	}
+	follow_links(fs, objs, rcs, m);
+	for (size_t k = 0; k < m; k++) {
+		struct bfs_dirent *d = &h->l->ents[idx[k]];
 		if (rcs[k] && !(d->is_dir && rcs[k] == -ENOENT))
 			continue; /* gone, or failed: the entry is still listed, lookup retries */
-		mode_t type = S_IFDIR;
-		if (!d->is_dir) {
-			struct stat st;
-			bfs_meta_to_stat(&objs[k], false, &fs->defaults, &st);
-			type = st.st_mode & S_IFMT;
-		}
-		struct bfs_inode *c = bfs_inode_make(fs, h->dir, d->name, type);
-		if (!c)
-			continue;
-		pthread_mutex_lock(&c->lock);
-		if (!bfs_is_dirty(c) && c->stage_fd < 0) {
-			if (!c->st.st_ino) {
-				if (d->is_dir)
-					keys[k][strlen(keys[k]) - 1] = '\0';
-				c->st.st_ino = bfs_ino_of_key(keys[k]);
-			}
-			bfs_attr_apply(fs, c, rcs[k] ? NULL : &objs[k], d->is_dir);
-		}
-		pthread_mutex_unlock(&c->lock);
-		bfs_inode_unpin(fs, c);
+		apply_attrs(fs, h->dir, d, keys[k], &objs[k], rcs[k]);
 	}
 free_objs:
 	for (size_t k = 0; k < m; k++)

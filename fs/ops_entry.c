@@ -88,7 +88,7 @@ int bfs_store_meta(struct bfs_fs *fs, struct bfs_inode *ino)
 	int rc = bfs_attr_meta(ino, &m);
 	if (rc)
 		return rc;
-	char *key = bfs_inode_key(fs, ino);
+	char *key = bfs_data_key(fs, ino);
 	if (!key) {
 		s3_meta_free(&m);
 		return -ENOMEM;
@@ -363,17 +363,30 @@ out:
 static int remove_node(struct bfs_fs *fs, struct bfs_inode *dir, const char *name,
 		       struct bfs_inode *ino)
 {
-	char *key = bfs_inode_key(fs, ino);
+	char *key = bfs_inode_key(fs, ino), *remote = NULL;
 	if (!key)
 		return -ENOMEM;
 	int rc = 0;
 	pthread_mutex_lock(&ino->lock);
 	while (ino->uploading || ino->staging || ino->committing)
 		pthread_cond_wait(&ino->cond, &ino->lock);
-	char *remote = ino->remote_key ? strdup(ino->remote_key) : NULL;
+	if (ino->open_count > 0 && S_ISREG(ino->st.st_mode) && ino->stage_fd < 0 &&
+	    !ino->link_key) {
+		/* still open: POSIX keeps the data readable after the name goes, so keep a
+		 * local copy (it is never uploaded: the inode is unlinked) */
+		rc = bfs_stage_open(fs, ino, false);
+		if (rc) {
+			pthread_mutex_unlock(&ino->lock);
+			goto out;
+		}
+	}
+	remote = ino->remote_key ? strdup(ino->remote_key) : NULL;
 	bool in_s3 = ino->etag[0] != '\0' || (S_ISDIR(ino->st.st_mode) && ino->has_marker);
+	bool linked = ino->link_key != NULL;
 	pthread_mutex_unlock(&ino->lock);
-	if (in_s3)
+	if (linked)
+		rc = bfs_link_unlink(fs, key, ino);
+	else if (in_s3)
 		rc = s3_delete(fs->s3, key);
 	if (rc == 0 && remote && strcmp(remote, key) != 0)
 		rc = s3_delete(fs->s3, remote);
@@ -382,10 +395,11 @@ static int remove_node(struct bfs_fs *fs, struct bfs_inode *dir, const char *nam
 		goto out;
 	}
 	pthread_mutex_lock(&ino->lock);
-	bfs_stage_discard(fs, ino);
+	if (ino->open_count == 0)
+		bfs_stage_discard(fs, ino);
 	ino->etag[0] = '\0';
 	pthread_mutex_unlock(&ino->lock);
-	bfs_inode_detach(fs, ino);
+	bfs_inode_detach(fs, ino); /* do_upload drops the staging of an unlinked inode */
 	bfs_listing_note(fs, dir, name, false, false);
 	cache_invalidate(fs->cache, key);
 out:
@@ -442,15 +456,6 @@ static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 	bfs_inode_unpin(fs, dir);
 }
 
-static void op_link(fuse_req_t req, fuse_ino_t nodeid, fuse_ino_t newparent, const char *newname)
-{
-	(void)nodeid;
-	(void)newparent;
-	(void)newname;
-	/* hard links need the shared-content layout (docs/layout.md, planned) */
-	fuse_reply_err(req, EPERM);
-}
-
 void bfs_ops_entry(struct fuse_lowlevel_ops *ops)
 {
 	ops->lookup = op_lookup;
@@ -464,5 +469,4 @@ void bfs_ops_entry(struct fuse_lowlevel_ops *ops)
 	ops->readlink = op_readlink;
 	ops->unlink = op_unlink;
 	ops->rmdir = op_rmdir;
-	ops->link = op_link;
 }

@@ -132,12 +132,14 @@ static ssize_t read_object(struct bfs_fs *fs, struct bfs_inode *ino, char *buf, 
 		char etag[sizeof(ino->etag)];
 		memcpy(etag, ino->etag, sizeof(etag));
 		uint64_t fsize = (uint64_t)ino->st.st_size;
+		char *key = bfs_data_key(fs, ino);
 		pthread_mutex_unlock(&ino->lock);
-		if ((uint64_t)off >= fsize)
+		if ((uint64_t)off >= fsize) {
+			free(key);
 			return 0;
+		}
 		if (size > fsize - (uint64_t)off)
 			size = (size_t)(fsize - (uint64_t)off);
-		char *key = bfs_inode_key(fs, ino);
 		if (!key)
 			return -ENOMEM;
 		struct fetch_ctx c = { fs, ino, key, etag };
@@ -279,6 +281,17 @@ static void op_release(fuse_req_t req, fuse_ino_t nodeid, struct fuse_file_info 
 		ino->open_writers--;
 	bool sched = bfs_is_dirty(ino) && ino->open_writers == 0;
 	pthread_mutex_unlock(&ino->lock);
+	pthread_mutex_lock(&fs->lock);
+	bool unlinked = ino->unlinked;
+	pthread_mutex_unlock(&fs->lock);
+	if (unlinked) {
+		/* the last close of a removed file: its local copy goes */
+		pthread_mutex_lock(&ino->lock);
+		if (ino->open_count == 0)
+			bfs_stage_discard(fs, ino);
+		pthread_mutex_unlock(&ino->lock);
+		sched = false;
+	}
 	if (sched)
 		bfs_upload_schedule(fs, ino, false);
 	bfs_inode_unpin(fs, ino);

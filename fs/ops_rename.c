@@ -226,8 +226,10 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 	pthread_mutex_lock(&src->lock);
 	while (src->uploading || src->staging || src->committing)
 		pthread_cond_wait(&src->cond, &src->lock);
-	bool pending = src->stage_fd >= 0;
-	bool meta_loaded = src->meta_loaded;
+	/* a hard-linked name is a small pointer object: it moves by copy, its content stays */
+	bool linked = src->link_key != NULL;
+	bool pending = src->stage_fd >= 0 && !linked;
+	bool meta_loaded = src->meta_loaded && !linked;
 	struct s3_meta m;
 	s3_meta_init(&m);
 	char etag[sizeof(src->etag)];
@@ -241,7 +243,7 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 	if (!pending && !is_dir) {
 		rc = s3_copy(fs->s3, okey, nkey, meta_loaded ? &m : NULL,
 			     meta_loaded ? "application/octet-stream" : NULL,
-			     etag[0] ? etag : NULL, NULL);
+			     etag[0] && !linked ? etag : NULL, NULL);
 		if (rc == 0)
 			rc = s3_delete(fs->s3, okey);
 		if (rc)

@@ -30,131 +30,26 @@ void bfs_mark_dirty(struct bfs_inode *ino)
 	ino->upload_err = 0;
 }
 
-/* ---- journal record: "bfs1\n" then "k\t<key>\n", "r\t<remote key>\n", "m\t<name>\t<value>\n",
- * every field percent-encoded ---- */
-
-static int hexval(int c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
-/* Decodes %XX in place. */
-static void pct_decode(char *s)
-{
-	char *o = s;
-	for (; *s; s++) {
-		if (*s == '%' && hexval(s[1]) >= 0 && hexval(s[2]) >= 0) {
-			*o++ = (char)(hexval(s[1]) * 16 + hexval(s[2]));
-			s += 2;
-		} else {
-			*o++ = *s;
-		}
-	}
-	*o = '\0';
-}
-
-struct sbuf {
-	char *p;
-	size_t len, cap;
-	int err;
-};
-
-static void sb_add(struct sbuf *b, const char *tag, const char *a, const char *c)
-{
-	const char *parts[3] = { tag, a, c };
-	for (int i = 0; i < 3 && !b->err; i++) {
-		if (!parts[i])
-			continue;
-		char *enc = i == 0 ? strdup(parts[i]) : bfs_uri_encode(parts[i], 1);
-		if (!enc) {
-			b->err = -ENOMEM;
-			return;
-		}
-		size_t n = strlen(enc);
-		if (b->len + n + 2 > b->cap) {
-			size_t ncap = (b->cap + n + 2) * 2;
-			char *np = realloc(b->p, ncap);
-			if (!np) {
-				free(enc);
-				b->err = -ENOMEM;
-				return;
-			}
-			b->p = np;
-			b->cap = ncap;
-		}
-		memcpy(b->p + b->len, enc, n);
-		b->len += n;
-		b->p[b->len++] = (i == 2 || !parts[i + 1]) ? '\n' : '\t';
-		b->p[b->len] = '\0';
-		free(enc);
-	}
-}
+/* ---- journal record (fs/record.c format): target key, previous key, metadata ---- */
 
 static char *record_encode(const char *key, const char *remote, const struct s3_meta *m)
 {
-	struct sbuf b = { 0 };
-	sb_add(&b, "bfs1", NULL, NULL);
-	sb_add(&b, "k", key, NULL);
-	if (remote)
-		sb_add(&b, "r", remote, NULL);
-	for (size_t i = 0; i < m->n; i++)
-		sb_add(&b, "m", m->kv[i].name, m->kv[i].value);
-	if (b.err) {
-		free(b.p);
-		return NULL;
-	}
-	return b.p;
+	struct bfs_field f[] = { { "k", key }, { "r", remote } };
+	return bfs_record_encode("bfs1", f, 2, m);
 }
 
 /* Parses a record into key, remote key and metadata (all owned by the caller). */
 static int record_decode(const char *rec, char **key, char **remote, struct s3_meta *m)
 {
-	*key = *remote = NULL;
-	s3_meta_init(m);
-	char *copy = strdup(rec ? rec : "");
-	if (!copy)
-		return -ENOMEM;
-	int rc = -EINVAL;
-	char *save = NULL;
-	char *line = strtok_r(copy, "\n", &save);
-	if (!line || strcmp(line, "bfs1") != 0)
-		goto out;
-	rc = 0;
-	while ((line = strtok_r(NULL, "\n", &save)) && rc == 0) {
-		char *f[3] = { line, NULL, NULL };
-		for (int i = 1; i < 3; i++) {
-			char *t = f[i - 1] ? strchr(f[i - 1], '\t') : NULL;
-			if (t) {
-				*t = '\0';
-				f[i] = t + 1;
-			}
-		}
-		for (int i = 1; i < 3; i++)
-			if (f[i])
-				pct_decode(f[i]);
-		if (strcmp(f[0], "k") == 0 && f[1])
-			rc = (*key = strdup(f[1])) ? 0 : -ENOMEM;
-		else if (strcmp(f[0], "r") == 0 && f[1])
-			rc = (*remote = strdup(f[1])) ? 0 : -ENOMEM;
-		else if (strcmp(f[0], "m") == 0 && f[1] && f[2])
-			rc = s3_meta_set(m, f[1], f[2]);
-	}
-	if (rc == 0 && !*key)
-		rc = -EINVAL;
-out:
-	free(copy);
-	if (rc) {
-		free(*key);
-		free(*remote);
-		*key = *remote = NULL;
+	struct bfs_field f[] = { { "k", NULL }, { "r", NULL } };
+	int rc = bfs_record_decode(rec, rec ? strlen(rec) : 0, "bfs1", f, 2, m);
+	if (rc == 0 && !f[0].value) {
+		bfs_record_fields_free(f, 2);
 		s3_meta_free(m);
+		rc = -EINVAL;
 	}
+	*key = rc ? NULL : (char *)f[0].value;
+	*remote = rc ? NULL : (char *)f[1].value;
 	return rc;
 }
 
@@ -187,7 +82,7 @@ int bfs_stage_open(struct bfs_fs *fs, struct bfs_inode *ino, bool trunc)
 	int fd, rc = cache_dirty_create(fs->cache, &id, &fd);
 	if (rc)
 		return rc;
-	char *key = bfs_inode_key(fs, ino);
+	char *key = bfs_data_key(fs, ino);
 	if (!key) {
 		rc = -ENOMEM;
 		goto fail;
@@ -261,7 +156,7 @@ int bfs_upload_commit(struct bfs_fs *fs, struct bfs_inode *ino)
 	int rc = bfs_attr_meta(ino, &m);
 	if (rc)
 		return rc;
-	char *key = bfs_inode_key(fs, ino);
+	char *key = bfs_data_key(fs, ino);
 	char *rec = key ? record_encode(key, ino->remote_key, &m) : NULL;
 	s3_meta_free(&m);
 	if (!rec) {
@@ -332,7 +227,7 @@ static int do_upload(struct bfs_fs *fs, struct bfs_inode *ino, bool force)
 		rc = -errno;
 		goto unlock;
 	}
-	key = bfs_inode_key(fs, ino);
+	key = bfs_data_key(fs, ino);
 	if (!key) {
 		rc = -ENOMEM;
 		goto unlock;

@@ -80,10 +80,15 @@ and removes the test's temp dirs (under one session dir in $TMPDIR, removed at
 the end of the session). Each test's mount logs are printed at teardown, so
 pytest shows them for failing tests.
 
+BFS_KEEP_TMP=1 keeps the session dir (s3rver.log, s3rver data, mount logs and
+caches) for debugging; its path is printed at the end.
+
 Per-test timeout: BFS_TEST_TIMEOUT seconds (default 300), through
 pytest-timeout when installed, else a SIGALRM fallback here; a test may set
 its own with @pytest.mark.timeout(N).
 
+s3rver 3.7.1 runs with NODE_OPTIONS=--openssl-legacy-provider: without it,
+ListObjectsV2 pagination fails with 500 (continuation tokens use DES).
 s3rver 3.7.1 limitations (not bucketfs bugs): it does not check SigV4
 signatures (the proxy does); it has no AbortMultipartUpload, ListParts,
 ListMultipartUploads or UploadPartCopy (405/501); keys containing "//" are not
@@ -248,10 +253,14 @@ def _wait(cond, timeout, step=0.05):
 
 def _start_s3rver(data_dir, log_path):
     """Start s3rver on port 0 and read the port it reports; returns (proc, port)."""
+    # s3rver encrypts ListObjectsV2 continuation tokens with DES, which
+    # OpenSSL 3 only offers through its legacy provider.
+    env = dict(os.environ, NODE_OPTIONS=(os.environ.get("NODE_OPTIONS", "") +
+                                         " --openssl-legacy-provider").strip())
     log = open(log_path, "wb")
     proc = subprocess.Popen([str(S3RVER_BIN), "-d", str(data_dir), "-a", "127.0.0.1",
                              "-p", "0"], stdin=subprocess.DEVNULL, stdout=log,
-                            stderr=subprocess.STDOUT, start_new_session=True)
+                            stderr=subprocess.STDOUT, env=env, start_new_session=True)
     log.close()
     port = None
 
@@ -279,7 +288,10 @@ def _session_dir():
         if point == str(root) or point.startswith(str(root) + "/"):
             if _fusermount(point).returncode != 0:
                 _fusermount(point, lazy=True)
-    shutil.rmtree(root, ignore_errors=True)
+    if os.environ.get("BFS_KEEP_TMP"):
+        print(f"\nBFS_KEEP_TMP: kept {root}")
+    else:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 class S3Server:
@@ -341,12 +353,32 @@ def peer_proxy(s3server):
     p.stop()
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    setattr(item, "_bfs_report_" + report.when, report)
+
+
 @pytest.fixture(autouse=True)
-def _audit():
-    """Reset the proxies before each test; error at teardown on any violation."""
+def _audit(request):
+    """Reset the proxies before each test; error at teardown on any violation.
+
+    When the test failed, the proxies' request logs are printed (pytest shows
+    them with the failure)."""
     for p in _PROXIES:
         p.reset()
     yield
+    report = getattr(getattr(request, "node", None), "_bfs_report_call", None)
+    if report is not None and report.failed:
+        for p in list(_PROXIES):
+            log = p.requests()
+            print(f"----- {p.mode} proxy: {len(log)} requests (last 300) -----")
+            for r in log[-300:]:
+                print(f"{r.status} {r.op} {r.method} {r.target}"
+                      + (f" range={r.range}" if r.range else "")
+                      + f" up={r.bytes_up} down={r.bytes_down}"
+                      + (f" fault={r.fault}" if r.fault else ""))
     found = [f"{p.mode} proxy: {v}" for p in list(_PROXIES) for v in p.take_violations()]
     if found:
         pytest.fail("audit proxy recorded %d violation(s):\n%s" % (len(found), "\n".join(found)),
@@ -376,11 +408,12 @@ def bucket(s3):
 
 @pytest.fixture
 def test_dir(_session_dir, request):
-    """A fresh temp dir for this test (removed after it)."""
+    """A fresh temp dir for this test (removed after it unless BFS_KEEP_TMP is set)."""
     stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", request.node.name)[:48]
     d = Path(tempfile.mkdtemp(prefix=stem + "-", dir=_session_dir))
     yield d
-    if not any(p.startswith(str(d) + "/") for p in _mount_points()):
+    if not os.environ.get("BFS_KEEP_TMP") and \
+            not any(p.startswith(str(d) + "/") for p in _mount_points()):
         shutil.rmtree(d, ignore_errors=True)
 
 

@@ -53,6 +53,25 @@ def test_ls_l_cost(mount, bucket, s3, proxy):
     assert len(s3_keys(s3, bucket, 'dir/')) == N + 1, 'ls -l changed the bucket'
 
 
+def test_ls_l_heads_in_parallel(mount, bucket, s3, proxy):
+    """With 50 ms per HEAD, ls -l of 200 files takes 10 s if the HEADs go one by one; bucketfs
+    issues them in parallel while listing."""
+    import time
+    put_s3fs_object(s3, bucket, 'dir/', mode=stat.S_IFDIR | 0o755)
+    for i in range(200):
+        put_s3fs_object(s3, bucket, f'dir/f{i:03d}', b'', uid=1000)
+    m = mount(bucket, opts=['stat_ttl=60'])
+    d = os.path.join(m.path, 'dir')
+    os.stat(d)
+    reset_counters(proxy)
+    proxy.fault('delay', op='HeadObject', seconds=0.05, count=None)
+    t0 = time.monotonic()
+    owners = {os.lstat(os.path.join(d, n)).st_uid for n in os.listdir(d)}
+    took = time.monotonic() - t0
+    assert owners == {1000}
+    assert took < 5, f'ls -l of 200 files took {took:.1f} s with 50 ms HEADs: {fmt_stats(proxy.stats())}'
+
+
 def test_rsync_put_economy(mount, bucket, s3, proxy, tmp_path):
     """rsync -a of 100 small files: at most 1.2 PUT per file (directory markers count) and no COPY:
     rsync's temp file, chmod, chown, utimens and rename fold into one PUT per file."""
@@ -109,3 +128,30 @@ def test_listing_pagination(mount, bucket, s3, proxy):
     assert ops(st, 'GetObject', 'PutObject') == 0, fmt_stats(st)
     m.unmount()
     assert len(s3_keys(s3, bucket, 'many/')) == 2100
+
+
+def test_reads_fetch_only_what_is_needed(mount, bucket, s3, proxy):
+    """Small reads in a 32 MiB object fetch blocks around them, not the whole object; reading
+    the same bytes again costs no data transfer."""
+    data = os.urandom(32 * 1024 * 1024)
+    put_s3fs_object(s3, bucket, 'big', data)
+    m = mount(bucket)
+    p = os.path.join(m.path, 'big')
+    os.stat(p)
+    reset_counters(proxy)
+    offsets = [5, 17 * 1024 * 1024 + 3, 31 * 1024 * 1024 + 999]
+    with open(p, 'rb', buffering=0) as f:
+        for off in offsets:
+            f.seek(off)
+            assert f.read(100) == data[off:off + 100], f'wrong bytes at {off}'
+    first = proxy.stats()
+    assert first['bytes_down'] <= 8 * 1024 * 1024, \
+        f'3 reads of 100 bytes downloaded {first["bytes_down"]} bytes: {fmt_stats(first)}'
+    reset_counters(proxy)
+    with open(p, 'rb', buffering=0) as f:
+        for off in offsets:
+            f.seek(off)
+            assert f.read(100) == data[off:off + 100], f'wrong bytes at {off} (second time)'
+    second = proxy.stats()
+    assert ops(second, 'GetObject') == 0, f'cached blocks fetched again: {fmt_stats(second)}'
+    m.unmount()

@@ -35,6 +35,8 @@ def test_file_roundtrip_layout(mount, bucket, s3):
     assert_meta(meta, 'hello.txt', mode=stat.S_IFREG | 0o640, uid=1000, gid=1001, mtime_ns=MTIME_NS)
     assert parse_s3fs_time(meta.get('atime')) == ATIME_NS, f'x-amz-meta-atime {meta.get("atime")!r}'
     assert meta['mtime'] == s3fs_time(MTIME_NS), f'mtime not in s3fs format: {meta["mtime"]!r}'
+    missing = {'mode', 'uid', 'gid', 'mtime', 'ctime', 'atime'} - set(meta)
+    assert not missing, f'x-amz-meta-* missing: {missing}'
     assert s3_keys(s3, bucket) == {'hello.txt'}
 
     m.remount()
@@ -72,7 +74,9 @@ def test_mkdir_marker_and_implicit_dirs(mount, bucket, s3):
 
     keys = s3_keys(s3, bucket)
     assert 'made/' in keys, f'mkdir left no "made/" marker: {sorted(keys)}'
-    assert s3_head(s3, bucket, 'made/')['ContentLength'] == 0
+    head = s3_head(s3, bucket, 'made/')
+    assert head['ContentLength'] == 0
+    assert head['ContentType'] == 'application/x-directory', f'marker Content-Type {head["ContentType"]!r}'
     assert_meta(s3_meta(s3, bucket, 'made/'), 'made/', mode=stat.S_IFDIR | 0o750, uid=0, gid=0)
     assert {'imp/sub/file.txt', 'imp/top.txt'} <= keys
     assert not {'imp/', 'imp/sub/'} & keys, 'looking at implicit directories wrote marker objects'
@@ -570,14 +574,11 @@ def test_uid_gid_umask_defaults(mount, bucket, s3):
     s3.put_object(Bucket=bucket, Key='plaindir/x', Body=b'')
     put_s3fs_object(s3, bucket, 'owned', b'', mode=stat.S_IFREG | 0o666, uid=0, gid=0)
     m = mount(bucket, opts=['uid=1000', 'gid=1001', 'umask=027'])
-    for name, kind in (('plain.txt', stat.S_IFREG), ('plaindir', stat.S_IFDIR)):
+    # docs/layout.md: 0666 & ~umask for files, 0777 & ~umask for directories
+    for name, mode in (('plain.txt', stat.S_IFREG | 0o640), ('plaindir', stat.S_IFDIR | 0o750)):
         st = os.stat(os.path.join(m.path, name))
-        assert stat.S_IFMT(st.st_mode) == kind, f'{name}: {st.st_mode:o}'
+        assert st.st_mode == mode, f'{name}: mode {st.st_mode:o} with umask=027, expected {mode:o}'
         assert (st.st_uid, st.st_gid) == (1000, 1001), f'{name}: owner {st.st_uid}:{st.st_gid}'
-        perm = stat.S_IMODE(st.st_mode)
-        assert perm & 0o027 == 0 and perm & 0o600 == 0o600, f'{name}: umask=027 gave {perm:o}'
-        if kind == stat.S_IFDIR:
-            assert perm & 0o700 == 0o700, f'{name}: dir {perm:o}'
     st = os.stat(os.path.join(m.path, 'owned'))
     assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (0, 0, 0o666), \
         'uid=/gid=/umask= overrode metadata of an object that has it'

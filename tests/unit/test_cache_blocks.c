@@ -4,8 +4,7 @@
 #include <stddef.h>
 #include <cmocka.h>
 
-#define BFS_CACHE_INTERNAL
-#include "cache/cache.h"
+#include "cache/cache_int.h"
 
 #include <errno.h>
 #include <fcntl.h>

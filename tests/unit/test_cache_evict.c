@@ -5,8 +5,7 @@
 #include <stddef.h>
 #include <cmocka.h>
 
-#define BFS_CACHE_INTERNAL
-#include "cache/cache.h"
+#include "cache/cache_int.h"
 
 #include <errno.h>
 #include <ftw.h>

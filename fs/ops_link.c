@@ -1,0 +1,298 @@
+/* fs/ops_link.c — hard links.
+ *
+ * A linked file's data and attributes move to a content object PREFIX.bucketfs/inodes/<id>
+ * whose x-amz-meta-bfs-nlink counts its names; each name becomes a small object with
+ * x-amz-meta-bfs-link pointing to it (docs/layout.md). The first link() of a file costs a
+ * server-side CopyObject into the content object and two small PUTs, later ones a metadata
+ * CopyObject and one small PUT: never a re-upload, whatever the size. Each name has an inode
+ * of its own in this process; they share st_ino (the content key's hash), and a change made
+ * through one name invalidates the others in the kernel. */
+#include <errno.h>
+#include <inttypes.h>
+#include <openssl/rand.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fs/fs_int.h"
+#include "util/util.h"
+
+/* The small object standing for one name of a linked file: empty, pointing to link_key,
+ * with the attributes of the moment so other S3 tools show something sensible. */
+static int put_name(struct bfs_fs *fs, const char *key, const char *link_key,
+		    const struct stat *st)
+{
+	struct s3_meta m;
+	s3_meta_init(&m);
+	int rc = bfs_meta_from_stat(st, &m);
+	if (rc == 0)
+		rc = s3_meta_set(&m, BFS_LINK_META, link_key);
+	if (rc == 0)
+		rc = s3_put_buf(fs->s3, key, "", 0, "application/octet-stream", &m, NULL);
+	if (rc)
+		bfs_log(BFS_LOG_ERR, "%s: cannot store hard link: %s", key, s3_last_error());
+	s3_meta_free(&m);
+	return rc;
+}
+
+/* Sets the content object's link count to nlink (metadata-only copy onto itself), or deletes
+ * it at 0. Retries when another writer changed it meanwhile. On success *out (nullable)
+ * holds the new content object. */
+static int set_nlink(struct bfs_fs *fs, const char *link_key, long delta, struct s3_object *out)
+{
+	int rc = -EAGAIN;
+	for (int attempt = 0; attempt < 5 && (rc == -EAGAIN || rc == -ESTALE); attempt++) {
+		struct s3_object cur;
+		rc = s3_head(fs->s3, link_key, &cur);
+		if (rc)
+			return rc;
+		const char *nl = s3_meta_get(&cur.meta, BFS_NLINK_META);
+		long n = (nl ? strtol(nl, NULL, 10) : 1) + delta;
+		if (n <= 0) {
+			s3_object_free(&cur);
+			return s3_delete(fs->s3, link_key);
+		}
+		char buf[24];
+		snprintf(buf, sizeof(buf), "%ld", n);
+		rc = s3_meta_set(&cur.meta, BFS_NLINK_META, buf);
+		struct s3_object res;
+		if (rc == 0)
+			rc = s3_copy(fs->s3, link_key, link_key, &cur.meta, cur.content_type,
+				     cur.etag, &res);
+		if (rc == 0) {
+			s3_meta_free(&res.meta);
+			res.meta = cur.meta;
+			s3_meta_init(&cur.meta);
+			res.size = cur.size;
+			if (out)
+				*out = res;
+			else
+				s3_object_free(&res);
+		}
+		s3_object_free(&cur);
+	}
+	return rc;
+}
+
+struct notify_job {
+	struct fuse_session *se;
+	size_t n;
+	fuse_ino_t ids[];
+};
+
+static void *notify_thread(void *arg)
+{
+	struct notify_job *j = arg;
+	for (size_t i = 0; i < j->n; i++)
+		fuse_lowlevel_notify_inval_inode(j->se, j->ids[i], 0, 0);
+	free(j);
+	return NULL;
+}
+
+void bfs_link_changed(struct bfs_fs *fs, struct bfs_inode *self, const char *link_key)
+{
+	size_t n = 0, cap = 0;
+	struct bfs_inode **list = NULL;
+	pthread_mutex_lock(&fs->lock);
+	for (size_t b = 0; b < fs->nbuckets; b++) {
+		for (struct bfs_inode *i = fs->by_id[b]; i; i = i->hnext_id) {
+			if (!S_ISREG(i->st.st_mode))
+				continue;
+			if (n == cap) {
+				cap = cap ? cap * 2 : 64;
+				struct bfs_inode **nl = realloc(list, cap * sizeof(*nl));
+				if (!nl)
+					goto scanned;
+				list = nl;
+			}
+			i->pins++;
+			list[n++] = i;
+		}
+	}
+scanned:
+	pthread_mutex_unlock(&fs->lock);
+	struct notify_job *j = calloc(1, sizeof(*j) + (n + 1) * sizeof(fuse_ino_t));
+	for (size_t k = 0; k < n; k++) {
+		struct bfs_inode *i = list[k];
+		pthread_mutex_lock(&i->lock);
+		bool sibling = i == self || (i->link_key && strcmp(i->link_key, link_key) == 0);
+		if (sibling && i != self)
+			i->attr_expire = 0; /* link count, times, mode: ask S3 again */
+		pthread_mutex_unlock(&i->lock);
+		if (sibling && j)
+			j->ids[j->n++] = i->nodeid;
+		bfs_inode_unpin(fs, i);
+	}
+	free(list);
+	/* the kernel's cached attributes of every name go too; from another thread, since the
+	 * request being handled may hold the kernel's lock on one of them */
+	pthread_t t;
+	pthread_attr_t attr;
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	if (j && j->n && fs->se) {
+		j->se = fs->se;
+		if (pthread_create(&t, &attr, notify_thread, j) == 0)
+			j = NULL;
+	}
+	pthread_attr_destroy(&attr);
+	free(j);
+}
+
+int bfs_link_unlink(struct bfs_fs *fs, const char *name_key, struct bfs_inode *ino)
+{
+	pthread_mutex_lock(&ino->lock);
+	char *lk = ino->link_key ? strdup(ino->link_key) : NULL;
+	pthread_mutex_unlock(&ino->lock);
+	if (!lk)
+		return -ENOMEM;
+	int rc = s3_delete(fs->s3, name_key);
+	if (rc == 0)
+		rc = set_nlink(fs, lk, -1, NULL);
+	if (rc == -ENOENT)
+		rc = 0; /* the content was already gone: the name was dangling */
+	if (rc)
+		bfs_log(BFS_LOG_ERR, "%s: unlink of hard link failed: %s", name_key, s3_last_error());
+	else
+		bfs_link_changed(fs, NULL, lk);
+	free(lk);
+	return rc;
+}
+
+static void op_link(fuse_req_t req, fuse_ino_t nodeid, fuse_ino_t newparent, const char *newname)
+{
+	struct bfs_fs *fs = fuse_req_userdata(req);
+	struct bfs_inode *ino = bfs_inode_get(fs, nodeid), *ndir = bfs_inode_get(fs, newparent);
+	struct bfs_inode *nino = NULL;
+	char *name_key = NULL, *new_key = NULL, *lk = NULL;
+	struct s3_object content;
+	s3_object_init(&content);
+	int rc = ino && ndir ? 0 : -ESTALE;
+	if (rc == 0 && fs->opts->read_only)
+		rc = -EROFS;
+	if (rc == 0 && !S_ISREG(ino->st.st_mode))
+		rc = -EPERM; /* directories never; symlinks and special files: not supported */
+	if (rc == 0 && strlen(newname) > 1024)
+		rc = -ENAMETOOLONG;
+	/* the content must be in S3 before it can be shared */
+	if (rc == 0)
+		rc = bfs_upload_sync(fs, ino);
+	if (rc == 0)
+		rc = bfs_attr_refresh(fs, ino, false);
+	if (rc)
+		goto out;
+	name_key = bfs_inode_key(fs, ino);
+	new_key = bfs_child_key(fs, ndir, newname, false);
+	if (!name_key || !new_key) {
+		rc = -ENOMEM;
+		goto out;
+	}
+
+	pthread_mutex_lock(&ino->lock);
+	while (ino->uploading || ino->staging || ino->committing)
+		pthread_cond_wait(&ino->cond, &ino->lock);
+	struct stat st = ino->st;
+	bool convert = ino->link_key == NULL;
+	struct s3_meta m;
+	s3_meta_init(&m);
+	char etag[sizeof(ino->etag)];
+	memcpy(etag, ino->etag, sizeof(etag));
+	if (convert) {
+		unsigned char id[12];
+		char hex[25];
+		rc = RAND_bytes(id, sizeof(id)) == 1 ? 0 : -EIO;
+		bfs_hex(id, sizeof(id), hex);
+		if (rc == 0 && asprintf(&lk, "%s" BFS_INTERNAL_DIR "/inodes/%s", fs->opts->prefix,
+					hex) < 0) {
+			lk = NULL;
+			rc = -ENOMEM;
+		}
+		if (rc == 0)
+			rc = bfs_attr_meta(ino, &m);
+		if (rc == 0)
+			rc = s3_meta_set(&m, BFS_NLINK_META, "2");
+	} else {
+		lk = strdup(ino->link_key);
+		rc = lk ? 0 : -ENOMEM;
+	}
+	if (rc == 0)
+		ino->uploading = true; /* no upload or metadata change while we move things */
+	pthread_mutex_unlock(&ino->lock);
+	if (rc) {
+		s3_meta_free(&m);
+		goto out;
+	}
+
+	if (convert) {
+		/* 1. the data moves server-side into the content object (the name stays valid
+		 *    until step 2 replaces it) */
+		rc = s3_copy(fs->s3, name_key, lk, &m, "application/octet-stream",
+			     etag[0] ? etag : NULL, &content);
+		if (rc == 0) {
+			s3_meta_free(&content.meta);
+			s3_meta_copy(&content.meta, &m);
+			content.size = (uint64_t)st.st_size;
+			rc = put_name(fs, name_key, lk, &st);
+		}
+		if (rc)
+			bfs_log(BFS_LOG_ERR, "%s: cannot make hard link: %s", name_key,
+				s3_last_error());
+	} else {
+		rc = set_nlink(fs, lk, +1, &content);
+	}
+	s3_meta_free(&m);
+	if (rc == 0)
+		rc = put_name(fs, new_key, lk, &st);
+
+	pthread_mutex_lock(&ino->lock);
+	ino->uploading = false;
+	pthread_cond_broadcast(&ino->cond);
+	if (rc == 0) {
+		free(ino->link_key);
+		ino->link_key = strdup(lk);
+		ino->st.st_ino = bfs_ino_of_key(lk);
+		bfs_attr_apply(fs, ino, &content, false);
+		st = ino->st;
+	}
+	pthread_mutex_unlock(&ino->lock);
+	if (rc)
+		goto out;
+
+	nino = bfs_inode_make(fs, ndir, newname, S_IFREG);
+	if (!nino) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	pthread_mutex_lock(&nino->lock);
+	free(nino->link_key);
+	nino->link_key = strdup(lk);
+	nino->st.st_ino = st.st_ino;
+	bfs_attr_apply(fs, nino, &content, false);
+	pthread_mutex_unlock(&nino->lock);
+	bfs_listing_note(fs, ndir, newname, false, true);
+	bfs_link_changed(fs, ino, lk);
+	/* the name's old object is now a pointer: cached blocks of it are useless */
+	cache_invalidate(fs->cache, name_key);
+out:
+	if (rc) {
+		fuse_reply_err(req, -rc);
+	} else {
+		struct fuse_entry_param e;
+		bfs_fill_entry(fs, nino, &e);
+		bfs_inode_lookup_ref(fs, nino, 1);
+		if (fuse_reply_entry(req, &e) == -ENOENT)
+			bfs_inode_forget(fs, nino->nodeid, 1);
+	}
+	s3_object_free(&content);
+	free(name_key);
+	free(new_key);
+	free(lk);
+	bfs_inode_unpin(fs, nino);
+	bfs_inode_unpin(fs, ino);
+	bfs_inode_unpin(fs, ndir);
+}
+
+void bfs_ops_link(struct fuse_lowlevel_ops *ops)
+{
+	ops->link = op_link;
+}
