@@ -16,6 +16,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include "util/util.h"
@@ -84,6 +87,51 @@ int cache_live_stats_read(const char *dir, struct cache_live_stats *out)
 	}
 	fclose(f);
 	return seen == 31 ? 0 : -EBADMSG;
+}
+
+/* ---- who holds the lock ---- */
+
+long cache_lock_holder(const char *dir)
+{
+	char path[4096], line[512];
+	struct stat st;
+	long holder = 0;
+	FILE *f;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/lock", dir);
+	if (stat(path, &st) < 0)
+		return 0;
+	/* /proc/locks: "1: FLOCK  ADVISORY  WRITE 1234 08:01:5678 0 EOF" (dev in hex) */
+	if ((f = fopen("/proc/locks", "re"))) {
+		while (fgets(line, sizeof(line), f)) {
+			char kind[16], type[16];
+			long pid;
+			unsigned maj, min;
+			unsigned long long ino;
+
+			if (strstr(line, "->")) /* a waiter, not the holder */
+				continue;
+			if (sscanf(line, "%*s %15s %*s %15s %ld %x:%x:%llu", kind, type, &pid, &maj,
+				   &min, &ino) != 6)
+				continue;
+			if (!strcmp(kind, "FLOCK") && ino == (unsigned long long)st.st_ino &&
+			    maj == major(st.st_dev) && min == minor(st.st_dev)) {
+				holder = pid;
+				break;
+			}
+		}
+		fclose(f);
+		return holder;
+	}
+	/* no /proc: probe with a shared lock (released at once) */
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	if (flock(fd, LOCK_SH | LOCK_NB) < 0)
+		holder = errno == EWOULDBLOCK ? -1 : 0;
+	close(fd);
+	return holder;
 }
 
 /* ---- verify ---- */

@@ -112,6 +112,10 @@ int cache_live_stats_read(const char *dir, struct cache_live_stats *out);
 
 /* ---- maintenance (bucketfs-cache) ---- */
 
+/* Who holds the cache in dir (flock on <dir>/lock), without taking the lock: the holder's
+ * pid (from /proc/locks), -1 if held by an unknown process, 0 if free or no cache there. */
+long cache_lock_holder(const char *dir);
+
 /* A damaged block found by cache_verify, or a journal entry whose data file is missing
  * (blkno = UINT64_MAX then). Strings owned by cache_verify, valid during the callback;
  * key/etag are the index forms ("sha256:<hex>" for a hashed long key). */

@@ -14,6 +14,16 @@
 
 /* ---- options (fs/options.c) ---- */
 
+/* -o hmac= (fs/integrity.c, docs/integrity.md) */
+enum bfs_hmac_mode { BFS_HMAC_DEFAULT = 0, BFS_HMAC_OFF, BFS_HMAC_SIGN, BFS_HMAC_VERIFY,
+		     BFS_HMAC_REQUIRE };
+/* One HMAC key from hmac_key_file; wiped by bfs_integrity_free_keys. */
+struct bfs_hmac_key {
+	unsigned char key[256];
+	size_t len;
+	char id[9];           /* first 8 hex digits of SHA-256(key) */
+};
+
 /* Everything the command line and the environment decide. Owner: main(); strings malloc'd. */
 struct bfs_options {
 	char *bucket;         /* BUCKET of BUCKET[:PREFIX] */
@@ -39,6 +49,10 @@ struct bfs_options {
 	unsigned cache_ttl;   /* -o cache_ttl=SECONDS (0 = none) */
 	uint64_t part_size;   /* -o part_size=SIZE (multipart part, default 8M) */
 	int max_connections;  /* -o parallel=N (default 16) */
+	char *hmac_key_file;  /* -o hmac_key_file= (must not be group/other accessible) */
+	enum bfs_hmac_mode hmac_mode; /* -o hmac=; DEFAULT until bfs_integrity_load_keys */
+	struct bfs_hmac_key *hmac_keys; /* [0] signs, all verify; owned; set by bfs_integrity_load_keys */
+	size_t nhmac_keys;
 	bool foreground;      /* -f */
 	bool debug;           /* -d: foreground + debug log */
 	bool allow_other;     /* -o allow_other */

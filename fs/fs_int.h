@@ -235,4 +235,87 @@ int bfs_fs_new(struct bfs_options *o, struct s3_client *s3, struct cache *cache,
 	       struct bfs_fs **out);
 void bfs_fs_free(struct bfs_fs *fs);
 
+/* ==== integrity.c: block digests and HMAC signatures (docs/integrity.md) ====
+ * Thread-safe unless stated. Functions return 0 or -errno. Never log keys or signatures. */
+#define BFS_INTEGRITY_BLOCK (1u << 20)       /* digest block size written by this version */
+#define BFS_DIGEST_DIR ".bucketfs/digests/"  /* side objects, at the bucket root */
+
+enum bfs_sig_status { BFS_SIG_NONE, BFS_SIG_OK, BFS_SIG_BAD, BFS_SIG_UNKNOWN_KEY };
+const char *bfs_sig_status_name(enum bfs_sig_status s); /* "ok", "unsigned", ... (static) */
+
+/* HMAC-SHA256 of msg with key into out. */
+void bfs_hmac_sha256(const void *key, size_t klen, const void *msg, size_t mlen,
+		     unsigned char out[32]);
+/* Root of a digest list: SHA-256("bfs-blocks-v1\n<block_size>\n" || list). */
+void bfs_integrity_root(uint64_t block_size, const unsigned char *list, size_t nblocks,
+			unsigned char root[32]);
+/* The string a signature covers (format version, key, mode, uid, gid, size, mtime, digest
+ * root), each field "name=<len>:<bytes>\n". malloc'd, caller frees; NULL on ENOMEM. */
+char *bfs_integrity_canonical(const char *key, const struct s3_meta *m, uint64_t size);
+
+/* Reads o->hmac_key_file (refused with -EACCES if group/other may access it) into
+ * o->hmac_keys and resolves o->hmac_mode's default. One line into err on failure. */
+int bfs_integrity_load_keys(struct bfs_options *o, char *err, size_t errlen);
+void bfs_integrity_free_keys(struct bfs_options *o); /* wipes; called by bfs_options_free */
+
+/* Replaces bfs-sig/bfs-keyid in m with a signature by the first key (removes them when
+ * hmac=off or no key). m must already carry the final mode/uid/gid/mtime/bfs-digest. */
+int bfs_integrity_sign(const struct bfs_options *o, const char *key, uint64_t size,
+		       struct s3_meta *m);
+/* What the signature in m says about (key, size, m). */
+enum bfs_sig_status bfs_integrity_sig_status(const struct bfs_options *o, const char *key,
+					     uint64_t size, const struct s3_meta *m);
+/* The hmac= policy for an object: 0 to serve it, -EACCES to refuse it (logged, naming key;
+ * unsigned objects under verify are logged once). */
+int bfs_integrity_policy(const struct bfs_options *o, const char *key, uint64_t size,
+			 const struct s3_meta *m);
+/* For attr.c/ops_dir.c: call on every HEAD result o of key (full S3 key) before its
+ * attributes are used; o NULL (implicit directory) is always 0. 0 or -EACCES. */
+int bfs_integrity_check_meta(struct bfs_fs *fs, const char *key, const struct s3_object *o);
+
+/* Upload side. Digests fd's first size bytes (1 MiB SHA-256 blocks; MD5 too when the upload
+ * will be multipart), PUTs the digest list side object when there is more than one block,
+ * and writes bfs-digest (+ bfs-blocks / bfs-md5) and the signature into m. Call without
+ * locks, right before s3_put_fd(key, fd, size, m). */
+int bfs_integrity_seal(struct s3_client *s3, const struct bfs_options *o, const char *key,
+		       int fd, uint64_t size, struct s3_meta *m);
+/* The same for a memory body (s3_put_buf: directory markers, symlinks). */
+int bfs_integrity_seal_buf(struct s3_client *s3, const struct bfs_options *o, const char *key,
+			   const void *body, size_t len, struct s3_meta *m);
+/* Metadata-only change (CopyObject REPLACE): m is the new metadata of new_key, carrying the
+ * old bfs-digest. Signs m if the old metadata `old` of old_key has a valid signature, else
+ * leaves m unsigned (never blesses what was not verified). */
+int bfs_integrity_resign(const struct bfs_options *o, const char *old_key,
+			 const struct s3_meta *old, uint64_t size, const char *new_key,
+			 struct s3_meta *m);
+/* Server-side copy src -> dst that keeps the signature valid (HEAD, re-sign, CopyObject
+ * REPLACE) when signing; a plain copy otherwise. For renames of whole directories. */
+int bfs_integrity_copy(struct s3_client *s3, const struct bfs_options *o, const char *src,
+		       const char *dst);
+
+/* Read side. A verifier for one object version (key, etag, size, metadata m); applies the
+ * hmac= policy first (-EACCES) and parses the digest headers (-EIO if malformed).
+ * *out owned by the caller, freed with bfs_verify_free. Thread-safe to use concurrently. */
+struct bfs_verify;
+int bfs_integrity_prepare(const struct bfs_options *o, const char *key, const char *etag,
+			  uint64_t size, const struct s3_meta *m, struct bfs_verify **out);
+void bfs_verify_free(struct bfs_verify *v);
+bool bfs_verify_has_digest(const struct bfs_verify *v);
+/* Checks [off, off+len) (whole digest blocks, or to the end) against the block digests,
+ * loading the digest list if needed. -EIO and *bad_block on a mismatch. */
+int bfs_verify_blocks(struct s3_client *s3, struct bfs_verify *v, const char *key, uint64_t off,
+		      const unsigned char *buf, size_t len, uint64_t *bad_block);
+/* Whole-content MD5 check (plain ETag or bfs-md5); true when it matches or cannot apply. */
+bool bfs_verify_md5(const struct bfs_verify *v, const unsigned char *buf, size_t len);
+/* The cache fetch: GETs the digest blocks covering [off, off+len) (If-Match if_match),
+ * verifies them (or the MD5 for a whole-object read without digests), refetches once on a
+ * mismatch, then -EIO with a log line naming the object. Returns bytes copied into buf. */
+ssize_t bfs_integrity_fetch(struct s3_client *s3, struct bfs_verify *v, const char *key,
+			    const char *if_match, uint64_t off, size_t len, void *buf);
+/* For readlink and other whole-body reads: policy + digest/MD5 check of body. 0, -EACCES,
+ * -EIO. */
+int bfs_integrity_check_body(struct bfs_fs *fs, const char *key, const char *etag,
+			     const struct s3_meta *m, const void *body, size_t len);
+/* ==== end of integrity.c ==== */
+
 #endif

@@ -128,6 +128,11 @@ int main(int argc, char **argv)
 		fprintf(stderr, "%s\n", err);
 		goto out;
 	}
+	/* HMAC keys: read once while we have a terminal; the memory survives daemonizing */
+	if (bfs_integrity_load_keys(&o, err, sizeof(err))) {
+		fprintf(stderr, "%s\n", err);
+		goto out;
+	}
 	if (preflight(&o, &cr))
 		goto out;
 

@@ -13,6 +13,8 @@ struct bfs_dirh {
 	struct bfs_inode *dir;
 	struct bfs_listing *l;
 	bool attrs_done;
+	struct bfs_inode **pinned; /* inodes made for readdirplus: alive until releasedir */
+	size_t npinned;
 };
 
 static void op_opendir(fuse_req_t req, fuse_ino_t nodeid, struct fuse_file_info *fi)
@@ -141,9 +143,10 @@ out:
 }
 
 /* Makes (or updates) the inode of entry d from o (rc != 0: a directory without marker). */
-static void apply_attrs(struct bfs_fs *fs, struct bfs_inode *dir, const struct bfs_dirent *d,
+static void apply_attrs(struct bfs_fs *fs, struct bfs_dirh *h, const struct bfs_dirent *d,
 			char *key, const struct s3_object *o, int rc)
 {
+	struct bfs_inode *dir = h->dir;
 	mode_t type = S_IFDIR;
 	if (!d->is_dir) {
 		struct stat st;
@@ -171,7 +174,12 @@ static void apply_attrs(struct bfs_fs *fs, struct bfs_inode *dir, const struct b
 			s3_meta_del(&c->meta, BFS_LINK_META); /* the content's own metadata */
 	}
 	pthread_mutex_unlock(&c->lock);
-	bfs_inode_unpin(fs, c);
+	/* an inode nobody references is freed at once: the handle keeps it until the kernel
+	 * has taken its entry (or the directory is closed) */
+	if (h->pinned)
+		h->pinned[h->npinned++] = c;
+	else
+		bfs_inode_unpin(fs, c);
 }
 
 /* Fetches, in parallel, the attributes of the snapshot's entries that have none cached:
@@ -179,6 +187,7 @@ static void apply_attrs(struct bfs_fs *fs, struct bfs_inode *dir, const struct b
 static void fetch_attrs(struct bfs_fs *fs, struct bfs_dirh *h)
 {
 	size_t n = h->l->n, m = 0;
+	h->pinned = calloc(n ? n : 1, sizeof(*h->pinned));
 	char **keys = calloc(n ? n : 1, sizeof(*keys));
 	size_t *idx = calloc(n ? n : 1, sizeof(*idx));
 	struct s3_object *objs = NULL;
@@ -204,7 +213,7 @@ static void fetch_attrs(struct bfs_fs *fs, struct bfs_dirh *h)
 			goto out;
 		struct s3_object o;
 		if (d->listed && meta_from_index(fs, keys[m], d, &o)) {
-			apply_attrs(fs, h->dir, d, keys[m], &o, 0);
+			apply_attrs(fs, h, d, keys[m], &o, 0);
 			s3_object_free(&o);
 			free(keys[m]);
 			keys[m] = NULL;
@@ -230,7 +239,7 @@ static void fetch_attrs(struct bfs_fs *fs, struct bfs_dirh *h)
 		struct bfs_dirent *d = &h->l->ents[idx[k]];
 		if (rcs[k] && !(d->is_dir && rcs[k] == -ENOENT))
 			continue; /* gone, or failed: the entry is still listed, lookup retries */
-		apply_attrs(fs, h->dir, d, keys[k], &objs[k], rcs[k]);
+		apply_attrs(fs, h, d, keys[k], &objs[k], rcs[k]);
 	}
 free_objs:
 	for (size_t k = 0; k < m; k++)
@@ -325,6 +334,9 @@ static void op_releasedir(fuse_req_t req, fuse_ino_t nodeid, struct fuse_file_in
 	(void)nodeid;
 	struct bfs_fs *fs = fuse_req_userdata(req);
 	struct bfs_dirh *h = (struct bfs_dirh *)(uintptr_t)fi->fh;
+	for (size_t i = 0; i < h->npinned; i++)
+		bfs_inode_unpin(fs, h->pinned[i]);
+	free(h->pinned);
 	bfs_listing_free(h->l);
 	bfs_inode_unpin(fs, h->dir);
 	free(h);

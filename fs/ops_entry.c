@@ -94,6 +94,16 @@ int bfs_store_meta(struct bfs_fs *fs, struct bfs_inode *ino)
 		return -ENOMEM;
 	}
 	bool dir = S_ISDIR(ino->st.st_mode);
+	/* new signature (docs/integrity.md): a marker's empty body is sealed afresh; a file
+	 * keeps its content digest and is re-signed only if its signature verified */
+	rc = dir ? bfs_integrity_seal_buf(fs->s3, fs->opts, key, "", 0, &m)
+		 : bfs_integrity_resign(fs->opts, key, &ino->meta, (uint64_t)ino->st.st_size, key,
+					&m);
+	if (rc) {
+		s3_meta_free(&m);
+		free(key);
+		return rc;
+	}
 	char etag[sizeof(ino->etag)];
 	memcpy(etag, ino->etag, sizeof(etag));
 	ino->uploading = true;

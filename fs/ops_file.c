@@ -83,19 +83,16 @@ struct fetch_ctx {
 	struct bfs_inode *ino;
 	const char *key;
 	const char *etag;
+	struct bfs_verify *verify; /* digests/MD5 of this version (fs/integrity.c) */
 };
 
+/* Bytes are verified before the cache stores them (bfs_integrity_fetch: refetch once, then
+ * EIO naming the object). */
 static ssize_t fetch_range(void *arg, uint64_t off, size_t len, void *buf)
 {
 	struct fetch_ctx *c = arg;
-	size_t got = 0;
-	int rc = s3_get_range(c->fs->s3, c->key, off, len, buf, &got, c->etag[0] ? c->etag : NULL,
-			      NULL);
-	if (rc) {
-		bfs_log(BFS_LOG_ERR, "%s: read failed: %s", c->key, s3_last_error());
-		return rc;
-	}
-	return (ssize_t)got;
+	return bfs_integrity_fetch(c->fs->s3, c->verify, c->key, c->etag[0] ? c->etag : NULL, off,
+				   len, buf);
 }
 
 /* Cached blocks past cache_ttl: still the object S3 has? An open (close-to-open) that asked
@@ -133,18 +130,28 @@ static ssize_t read_object(struct bfs_fs *fs, struct bfs_inode *ino, char *buf, 
 		memcpy(etag, ino->etag, sizeof(etag));
 		uint64_t fsize = (uint64_t)ino->st.st_size;
 		char *key = bfs_data_key(fs, ino);
+		struct s3_meta meta; /* the metadata of this etag, for verification */
+		int mrc = s3_meta_copy(&meta, &ino->meta);
 		pthread_mutex_unlock(&ino->lock);
-		if ((uint64_t)off >= fsize) {
+		if ((uint64_t)off >= fsize || mrc) {
 			free(key);
-			return 0;
+			if (mrc == 0)
+				s3_meta_free(&meta);
+			return mrc;
 		}
 		if (size > fsize - (uint64_t)off)
 			size = (size_t)(fsize - (uint64_t)off);
-		if (!key)
-			return -ENOMEM;
-		struct fetch_ctx c = { fs, ino, key, etag };
+		struct bfs_verify *v = NULL;
+		n = key ? bfs_integrity_prepare(fs->opts, key, etag, fsize, &meta, &v) : -ENOMEM;
+		s3_meta_free(&meta);
+		if (n < 0) {
+			free(key);
+			return n;
+		}
+		struct fetch_ctx c = { fs, ino, key, etag, v };
 		struct cache_source src = { fetch_range, revalidate, &c };
 		n = cache_read_src(fs->cache, key, etag, fsize, (uint64_t)off, size, buf, &src);
+		bfs_verify_free(v);
 		free(key);
 		if (n == -ESTALE && attempt == 0)
 			bfs_attr_refresh(fs, ino, true); /* If-Match failed: learn the new ETag */

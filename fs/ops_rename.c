@@ -30,7 +30,8 @@ static void *copy_worker(void *arg)
 		size_t i = atomic_fetch_add(&j->next, 1);
 		if (i >= j->n || atomic_load(&j->err))
 			break;
-		int rc = s3_copy(j->fs->s3, j->src[i], j->dst[i], NULL, NULL, NULL, NULL);
+		/* a plain copy, or HEAD + re-signed copy when signing (fs/integrity.c) */
+		int rc = bfs_integrity_copy(j->fs->s3, j->fs->opts, j->src[i], j->dst[i]);
 		if (rc) {
 			bfs_log(BFS_LOG_ERR, "rename: copy %s failed: %s", j->src[i], s3_last_error());
 			int zero = 0;
@@ -236,14 +237,19 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 	memcpy(etag, src->etag, sizeof(etag));
 	if (!pending && !is_dir && meta_loaded)
 		rc = bfs_attr_meta(src, &m); /* ctime and friends as this mount knows them */
+	if (rc == 0 && !pending && !is_dir && meta_loaded) /* the key is signed: re-sign */
+		rc = bfs_integrity_resign(fs->opts, okey, &src->meta, (uint64_t)src->st.st_size,
+					  nkey, &m);
 	pthread_mutex_unlock(&src->lock);
 	if (rc)
 		goto out;
 
 	if (!pending && !is_dir) {
-		rc = s3_copy(fs->s3, okey, nkey, meta_loaded ? &m : NULL,
-			     meta_loaded ? "application/octet-stream" : NULL,
-			     etag[0] && !linked ? etag : NULL, NULL);
+		rc = meta_loaded || fs->opts->nhmac_keys == 0
+		     ? s3_copy(fs->s3, okey, nkey, meta_loaded ? &m : NULL,
+			       meta_loaded ? "application/octet-stream" : NULL,
+			       etag[0] && !linked ? etag : NULL, NULL)
+		     : bfs_integrity_copy(fs->s3, fs->opts, okey, nkey);
 		if (rc == 0)
 			rc = s3_delete(fs->s3, okey);
 		if (rc)

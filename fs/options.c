@@ -63,6 +63,8 @@ static const char usage_text[] =
 	"  passwd_file=PATH     s3fs-style KEY:SECRET or BUCKET:KEY:SECRET file (mode 600)\n"
 	"  parallel=N           concurrent S3 requests (default 16)\n"
 	"  part_size=SIZE       multipart upload part size (default 8M)\n"
+	"  hmac_key_file=PATH   HMAC-SHA256 keys (mode 600; first line signs, all verify)\n"
+	"  hmac=MODE            off, sign, verify or require (default verify with a key, else off)\n"
 	"\n"
 	"Files:\n"
 	"  uid=N, gid=N         owner of objects without x-amz-meta-uid/gid (default: you)\n"
@@ -226,7 +228,7 @@ static int set_endpoint(struct parse *p, const char *name, const char *url)
 static const char *const valued[] = {
 	"endpoint", "region", "profile", "ca_file", "passwd_file", "cache_dir", "stat_ttl",
 	"upload_delay", "uid", "gid", "umask", "block_size", "cache_size", "cache_ttl",
-	"part_size", "parallel", NULL,
+	"part_size", "parallel", "hmac_key_file", "hmac", NULL,
 };
 
 /* A FUSE option with a value: checked where FUSE would only fail later, passed on. */
@@ -264,7 +266,8 @@ static int set_value(struct parse *p, const char *name, const char *value)
 
 	char **path = strcmp(name, "ca_file") == 0 ? &o->ca_file
 		    : strcmp(name, "passwd_file") == 0 ? &o->passwd_file
-		    : strcmp(name, "cache_dir") == 0 ? &o->cache_dir : NULL;
+		    : strcmp(name, "cache_dir") == 0 ? &o->cache_dir
+		    : strcmp(name, "hmac_key_file") == 0 ? &o->hmac_key_file : NULL;
 	if (path) {
 		char *abs = abs_path(value);
 		if (!abs)
@@ -307,6 +310,15 @@ static int set_value(struct parse *p, const char *name, const char *value)
 			return bad_value(p, name, value, "a whole number of seconds, 0 = never");
 		o->cache_ttl = (unsigned)u;
 		return 0;
+	}
+	if (strcmp(name, "hmac") == 0) {
+		static const char *const modes[] = { "off", "sign", "verify", "require" };
+		for (int i = 0; i < 4; i++)
+			if (strcmp(value, modes[i]) == 0) {
+				o->hmac_mode = (enum bfs_hmac_mode)(BFS_HMAC_OFF + i);
+				return 0;
+			}
+		return bad_value(p, name, value, "off, sign, verify or require");
 	}
 	if (strcmp(name, "parallel") == 0) {
 		if (!parse_uint(value, 1000, &u) || u == 0)
@@ -635,6 +647,10 @@ void bfs_options_free(struct bfs_options *o)
 	free(o->profile);
 	free(o->passwd_file);
 	free(o->cache_dir);
+	free(o->hmac_key_file);
+	if (o->hmac_keys) /* wiped: they are secrets */
+		explicit_bzero(o->hmac_keys, o->nhmac_keys * sizeof(*o->hmac_keys));
+	free(o->hmac_keys);
 	for (int i = 0; i < o->fuse_argc; i++)
 		free(o->fuse_argv[i]);
 	free(o->fuse_argv);

@@ -236,7 +236,10 @@ static int do_upload(struct bfs_fs *fs, struct bfs_inode *ino, bool force)
 	pthread_mutex_unlock(&ino->lock);
 
 	struct s3_object obj;
-	rc = s3_put_fd(fs->s3, key, fd, size, content_type_of(mode), &m, &obj);
+	/* digests + signature (docs/integrity.md), then the PUT */
+	rc = bfs_integrity_seal(fs->s3, fs->opts, key, fd, size, &m);
+	if (rc == 0)
+		rc = s3_put_fd(fs->s3, key, fd, size, content_type_of(mode), &m, &obj);
 
 	pthread_mutex_lock(&ino->lock);
 	ino->uploading = false;
@@ -464,8 +467,10 @@ static int recover_one(struct bfs_fs *fs, const struct cache_dirty *d)
 	}
 	const char *ms = s3_meta_get(&m, "mode");
 	mode_t mode = ms ? (mode_t)strtoul(ms, NULL, 10) : S_IFREG;
-	rc = s3_put_fd(fs->s3, target ? target : key, fd, d->size, content_type_of(mode), &m,
-		       NULL);
+	rc = bfs_integrity_seal(fs->s3, fs->opts, target ? target : key, fd, d->size, &m);
+	if (rc == 0)
+		rc = s3_put_fd(fs->s3, target ? target : key, fd, d->size, content_type_of(mode),
+			       &m, NULL);
 	if (rc) {
 		bfs_log(BFS_LOG_ERR, "%s: recovery upload failed, kept in the journal: %s", key,
 			s3_last_error());

@@ -19,11 +19,17 @@ S3FS_META = ('mode', 'uid', 'gid', 'mtime')
 
 # ---- S3 side -------------------------------------------------------------------------------
 
-def s3_keys(s3, bucket, prefix=''):
-    """All keys under prefix (paginated), as a set."""
+# bucketfs's content-addressed digest lists (docs/integrity.md), at the bucket root.
+SIDE_OBJECTS = '.bucketfs/digests/'
+
+
+def s3_keys(s3, bucket, prefix='', side_objects=False):
+    """All keys under prefix (paginated), as a set; without the digest side objects unless asked."""
     keys = set()
     for page in s3.get_paginator('list_objects_v2').paginate(Bucket=bucket, Prefix=prefix):
         keys.update(o['Key'] for o in page.get('Contents', []))
+    if not side_objects:
+        keys = {k for k in keys if not k.startswith(SIDE_OBJECTS)}
     return keys
 
 

@@ -241,6 +241,23 @@ def test_aws_credentials_profile(runner, proxy, s3, bucket):
     assert s3_keys(s3, bucket) == {'via-profile'}
 
 
+def test_credentials_file_default_profile(runner, s3, bucket):
+    write_aws_credentials(runner, {'default': (runner.key, runner.secret)})
+    mnt = runner.mountpoint()
+    r = runner.run(bucket, mnt, env=runner.env(creds=False))
+    assert_works(runner, s3, bucket, mnt, r, 'via-default-profile')
+
+
+def test_passwd_file_option_wins_over_credentials_file(runner, s3, bucket):
+    write_aws_credentials(runner, {'default': ('AKIAWRONGDEFAULT0000', 'nope')})
+    pw = runner.tmp / 'passwd'
+    write_file(pw, f'{runner.key}:{runner.secret}\n'.encode())
+    os.chmod(pw, 0o600)
+    mnt = runner.mountpoint()
+    r = runner.run(bucket, mnt, opts=[f'passwd_file={pw}'], env=runner.env(creds=False))
+    assert_works(runner, s3, bucket, mnt, r, 'via-passwd-file')
+
+
 def test_environment_wins_over_files(runner, s3, bucket):
     write_aws_credentials(runner, {'default': ('AKIAWRONGDEFAULT0000', 'nope')})
     pw = runner.tmp / 'passwd'

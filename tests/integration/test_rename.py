@@ -162,7 +162,7 @@ def test_rename_directory_server_side(mount, bucket, s3, proxy):
     os.rename(os.path.join(m.path, 'old'), os.path.join(m.path, 'new'))
     assert sorted(os.listdir(m.path)) == ['new', 'older']
     m.unmount()
-    st = proxy.stats()
+    st, log = proxy.stats(), proxy.requests()
 
     keys = s3_keys(s3, bucket)
     assert not {k for k in keys if k.startswith('old/')}, \
@@ -182,6 +182,8 @@ def test_rename_directory_server_side(mount, bucket, s3, proxy):
     assert N_FILES <= copies <= N_FILES + 10, f'CopyObject {copies}, expected about {N_FILES}: {fmt_stats(st)}'
     assert ops(st, 'GetObject') == 0, f'file data read through the client: {fmt_stats(st)}'
     assert ops(st, 'PutObject', 'UploadPart') <= 3, f'file data written through the client: {fmt_stats(st)}'
+    put_bytes = sum(r.bytes_up for r in log if r.op in ('PutObject', 'UploadPart'))
+    assert put_bytes == 0, f'{put_bytes} bytes of data PUT for a rename: {fmt_stats(st)}'
     assert st.get('bytes_up', 0) < data_bytes / 20, \
         f'{st.get("bytes_up")} bytes uploaded for a rename of {data_bytes} bytes: {fmt_stats(st)}'
 
