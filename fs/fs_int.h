@@ -215,6 +215,9 @@ void bfs_ops_link(struct fuse_lowlevel_ops *ops);
 /* ops_link.c: removes one name (name_key) of hard-linked ino and drops the content's link
  * count (deleting the content with the last name). */
 int bfs_link_unlink(struct bfs_fs *fs, const char *name_key, struct bfs_inode *ino);
+/* Puts the content object's current link count into m (before an upload or metadata copy
+ * of a linked file overwrites it). */
+int bfs_link_fresh_nlink(struct bfs_fs *fs, const char *link_key, struct s3_meta *m);
 /* The content link_key changed (link count, data, attributes): every inode sharing it
  * rereads its attributes, and the kernel forgets what it cached for them (and for self). */
 void bfs_link_changed(struct bfs_fs *fs, struct bfs_inode *self, const char *link_key);
@@ -316,6 +319,10 @@ ssize_t bfs_integrity_fetch(struct s3_client *s3, struct bfs_verify *v, const ch
  * -EIO. */
 int bfs_integrity_check_body(struct bfs_fs *fs, const char *key, const char *etag,
 			     const struct s3_meta *m, const void *body, size_t len);
+/* For bfs_stage_open after s3_get_to_fd: checks the downloaded copy (fd, size bytes) of
+ * version etag of key against m before it can be modified and re-signed. 0, -EACCES, -EIO. */
+int bfs_integrity_verify_fd(struct bfs_fs *fs, const char *key, const char *etag,
+			    const struct s3_meta *m, int fd, uint64_t size);
 /* ==== end of integrity.c ==== */
 
 #endif

@@ -104,12 +104,15 @@ int bfs_store_meta(struct bfs_fs *fs, struct bfs_inode *ino)
 		free(key);
 		return rc;
 	}
+	bool linked = ino->link_key != NULL;
 	char etag[sizeof(ino->etag)];
 	memcpy(etag, ino->etag, sizeof(etag));
 	ino->uploading = true;
 	pthread_mutex_unlock(&ino->lock);
 	struct s3_object obj;
-	if (dir)
+	if (linked && (rc = bfs_link_fresh_nlink(fs, key, &m)))
+		; /* other names may have come or gone: keep their count */
+	else if (dir)
 		rc = s3_put_buf(fs->s3, key, "", 0, "application/x-directory", &m, &obj);
 	else
 		rc = s3_copy(fs->s3, key, key, &m, "application/octet-stream",
@@ -128,6 +131,11 @@ int bfs_store_meta(struct bfs_fs *fs, struct bfs_inode *ino)
 		if (dir)
 			ino->has_marker = true;
 		ino->attr_expire = bfs_mono_ns() + fs->stat_ttl_ns;
+		if (linked) {
+			pthread_mutex_unlock(&ino->lock);
+			bfs_link_changed(fs, ino, key); /* the other names show the change */
+			pthread_mutex_lock(&ino->lock);
+		}
 	} else if (rc == -ESTALE || rc == -ENOENT) {
 		ino->attr_expire = 0; /* changed or gone in S3: reread before the next try */
 		rc = rc == -ESTALE ? -EAGAIN : rc;

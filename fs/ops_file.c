@@ -248,10 +248,12 @@ static int persist(struct bfs_fs *fs, struct bfs_inode *ino, bool sync)
 	pthread_mutex_lock(&ino->lock);
 	bool dirty = bfs_is_dirty(ino);
 	int rc = dirty ? bfs_upload_commit(fs, ino) : 0;
+	/* a hard-linked file's other names read S3: they must see the data at close */
+	bool linked = ino->link_key != NULL;
 	pthread_mutex_unlock(&ino->lock);
 	if (rc || !dirty)
 		return rc;
-	if (sync || fs->opts->sync_close)
+	if (sync || fs->opts->sync_close || linked)
 		return bfs_upload_sync(fs, ino);
 	bfs_upload_schedule(fs, ino, false);
 	return 0;

@@ -89,6 +89,20 @@ static void *notify_thread(void *arg)
 	return NULL;
 }
 
+int bfs_link_fresh_nlink(struct bfs_fs *fs, const char *link_key, struct s3_meta *m)
+{
+	struct s3_object cur;
+	int rc = s3_head(fs->s3, link_key, &cur);
+	if (rc == -ENOENT)
+		return 0; /* the last name went meanwhile; the upload recreates what we have */
+	if (rc)
+		return rc;
+	const char *nl = s3_meta_get(&cur.meta, BFS_NLINK_META);
+	rc = nl ? s3_meta_set(m, BFS_NLINK_META, nl) : 0;
+	s3_object_free(&cur);
+	return rc;
+}
+
 void bfs_link_changed(struct bfs_fs *fs, struct bfs_inode *self, const char *link_key)
 {
 	size_t n = 0, cap = 0;
@@ -119,13 +133,20 @@ scanned:
 		if (sibling && i != self)
 			i->attr_expire = 0; /* link count, times, mode: ask S3 again */
 		pthread_mutex_unlock(&i->lock);
-		if (sibling && j)
-			j->ids[j->n++] = i->nodeid;
+		fuse_ino_t id = i->nodeid;
 		bfs_inode_unpin(fs, i);
+		if (!sibling)
+			continue;
+		/* the kernel's cached attributes and pages of the other names go now, so the
+		 * next stat or read through them shows the change */
+		if (i != self && fs->se)
+			fuse_lowlevel_notify_inval_inode(fs->se, id, 0, 0);
+		else if (j)
+			j->ids[j->n++] = id;
 	}
 	free(list);
-	/* the kernel's cached attributes of every name go too; from another thread, since the
-	 * request being handled may hold the kernel's lock on one of them */
+	/* ... and those of the name being worked on from another thread, since the request
+	 * being handled may hold the kernel's lock on it */
 	pthread_t t;
 	pthread_attr_t attr;
 	pthread_attr_init(&attr);

@@ -195,6 +195,7 @@ static int do_upload(struct bfs_fs *fs, struct bfs_inode *ino, bool force)
 	int rc = 0;
 	char *key = NULL, *old = NULL;
 	int fd = -1;
+	bool linked = false;
 	struct s3_meta m;
 	s3_meta_init(&m);
 
@@ -236,8 +237,12 @@ static int do_upload(struct bfs_fs *fs, struct bfs_inode *ino, bool force)
 	pthread_mutex_unlock(&ino->lock);
 
 	struct s3_object obj;
+	linked = ino->link_key != NULL;
+	if (linked)
+		rc = bfs_link_fresh_nlink(fs, key, &m); /* other names may have come or gone */
 	/* digests + signature (docs/integrity.md), then the PUT */
-	rc = bfs_integrity_seal(fs->s3, fs->opts, key, fd, size, &m);
+	if (rc == 0)
+		rc = bfs_integrity_seal(fs->s3, fs->opts, key, fd, size, &m);
 	if (rc == 0)
 		rc = s3_put_fd(fs->s3, key, fd, size, content_type_of(mode), &m, &obj);
 
@@ -288,6 +293,8 @@ unlock:
 	}
 	if (fd >= 0)
 		close(fd);
+	if (rc == 0 && key && linked)
+		bfs_link_changed(fs, ino, key); /* the other names show the new content */
 	free(key);
 	s3_meta_free(&m);
 	return rc;
