@@ -67,10 +67,12 @@ EOF
 SUM=$(sha256sum <"$WORK/local.bin" | cut -d' ' -f1)
 
 # ---- helpers ----
-DROPPED=no
+# decided once, here: timed_read runs in a subshell, where a variable set would be lost
+if (echo 3 >/proc/sys/vm/drop_caches) 2>/dev/null; then DROPPED=yes; else DROPPED="no (not allowed here: warm numbers include the page cache)"; fi
 drop_caches() {
 	sync
-	if (echo 3 >/proc/sys/vm/drop_caches) 2>/dev/null; then DROPPED=yes; else DROPPED=no; fi
+	[ "$DROPPED" = yes ] && echo 3 >/proc/sys/vm/drop_caches
+	return 0
 }
 mount_bfs() {
 	"$BFS" bench "$WORK/mnt" -f -o "endpoint=$ENDPOINT,path_style,region=us-east-1,cache_dir=$WORK/cache,block_size=$BLOCK_SIZE,cache_size=$((SIZE * 2 + (64 << 20)))" \
@@ -112,7 +114,7 @@ row() {
 		'BEGIN { printf "%-22s %9.2f %10.1f %14.2f\n", name, t, size / 1048576 / t, tl / t }'
 }
 echo
-echo "bucketfs cache read: $(numfmt --to=iec "$SIZE")B file, block_size=$BLOCK_SIZE, dd bs=$DD_BS to /dev/null"
+echo "bucketfs cache read: $(numfmt --to=iec-i --suffix=B "$SIZE") file, block_size=$BLOCK_SIZE, dd bs=$DD_BS to /dev/null"
 echo "S3: local s3rver on 127.0.0.1:$PORT; disk: $(df --output=source "$WORK" | tail -1); page caches dropped before each read: $DROPPED"
 printf "%-22s %9s %10s %14s\n" "read" "seconds" "MiB/s" "x local file"
 row "local file" "$T_LOCAL"

@@ -207,6 +207,8 @@ int cache_open(const struct cache_config *cfg, struct cache **out)
 			goto out;
 		}
 	}
+	for (size_t i = 0; i < CACHE_MEM_SLOTS_MAX; i++)
+		c->mem[i].fid = UINT64_MAX;
 	if (c->rdonly) {
 		if ((rc = env_open(c)) || (rc = cache_index_load(c)))
 			goto out;
@@ -231,6 +233,7 @@ int cache_open(const struct cache_config *cfg, struct cache **out)
 	}
 	if ((rc = env_open(c)) || (rc = cache_journal_recover(c)) || (rc = cache_index_load(c)))
 		goto out;
+	cache_mem_init(c);
 	if (!(c->flags & CACHE_OPEN_TOOL)) {
 		cache_stats_file_write(c, true);
 		if ((rc = cache_evict_start(c)))
@@ -259,6 +262,7 @@ void cache_close(struct cache *c)
 		mdb_env_close(c->env);
 	}
 	cache_inflight_free_all(c);
+	cache_mem_free(c);
 	if (c->lock_fd >= 0)
 		close(c->lock_fd); /* releases the flock */
 	pthread_cond_destroy(&c->evict_done_cv);

@@ -12,6 +12,20 @@
 #define CACHE_FORMAT 1 /* on-disk format version, stored in db "misc" as "format" */
 
 struct cache_inflight; /* a fetch or revalidation in progress (index.c) */
+
+/* A block recently read from disk and verified (or just fetched and stored), kept in memory
+ * so that the several FUSE reads that cover one block (128 KiB each by default) read and
+ * checksum its file once. Keyed by block file id: a file's bytes never change under its id
+ * (ids are not reused), so a copy is valid as long as the index points at that id. */
+struct cache_memblk {
+	uint64_t fid;             /* UINT64_MAX: empty */
+	uint32_t len;
+	unsigned refs;            /* readers copying out of buf; the slot is not replaced meanwhile */
+	uint64_t used;            /* c->mem_clock at last use (LRU) */
+	void *buf;                /* owned, len bytes */
+};
+#define CACHE_MEM_BYTES (16u << 20) /* memory for recently verified blocks */
+#define CACHE_MEM_SLOTS_MAX 16
 struct cache_touch;    /* a pending last-used update (index.c) */
 
 struct cache {
@@ -39,6 +53,9 @@ struct cache {
 	uint64_t inval_gen;       /* bumped by cache_invalidate; fetches started before don't store */
 	int64_t nospc_logged_s;   /* when "not caching: disk full" was last logged */
 	uint64_t stats_hits, stats_misses; /* values last written to <dir>/stats */
+	struct cache_memblk mem[CACHE_MEM_SLOTS_MAX]; /* recently verified blocks */
+	size_t nmem;              /* slots in use: CACHE_MEM_BYTES / block_size, 1..MAX */
+	uint64_t mem_clock;
 	bool evicting, evict_wanted, stopping, evictor_running;
 	pthread_t evictor;
 };
@@ -87,6 +104,8 @@ int cache_blk_sweep(struct cache *c, const uint64_t *live, size_t n);
 int cache_index_load(struct cache *c); /* at open: counters, next_fid, sweep */
 int cache_touch_flush(struct cache *c);
 void cache_inflight_free_all(struct cache *c);
+void cache_mem_init(struct cache *c);  /* at open, once block_size is known */
+void cache_mem_free(struct cache *c);  /* at close */
 
 /* Drops the record of an index key if it still points at block file fid (UINT64_MAX: any),
  * then the file. */

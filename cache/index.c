@@ -425,6 +425,84 @@ void cache_inflight_free_all(struct cache *c)
 	}
 }
 
+/* ---- recently verified blocks, in memory ---- */
+
+/* Copies block file fid (len bytes) into out if a verified copy is in memory. */
+static bool mem_get(struct cache *c, uint64_t fid, size_t len, void *out)
+{
+	struct cache_memblk *m = NULL;
+
+	pthread_mutex_lock(&c->mu);
+	for (size_t i = 0; i < c->nmem; i++) {
+		if (c->mem[i].fid == fid && c->mem[i].len == len) {
+			m = &c->mem[i];
+			m->refs++;
+			m->used = ++c->mem_clock;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&c->mu);
+	if (!m)
+		return false;
+	memcpy(out, m->buf, len); /* refs > 0: the slot is not replaced while we copy */
+	pthread_mutex_lock(&c->mu);
+	m->refs--;
+	pthread_mutex_unlock(&c->mu);
+	return true;
+}
+
+/* Keeps a copy of verified block file fid, replacing the least recently used idle slot. */
+static void mem_put(struct cache *c, uint64_t fid, const void *data, size_t len)
+{
+	struct cache_memblk *m = NULL;
+	void *copy, *old = NULL;
+
+	if (c->nmem == 0 || !(copy = malloc(len ? len : 1)))
+		return;
+	memcpy(copy, data, len);
+	pthread_mutex_lock(&c->mu);
+	for (size_t i = 0; i < c->nmem; i++) {
+		struct cache_memblk *x = &c->mem[i];
+		if (x->fid == fid) { /* another reader was first */
+			m = NULL;
+			break;
+		}
+		if (x->refs == 0 && (!m || x->used < m->used))
+			m = x;
+	}
+	if (m) {
+		old = m->buf;
+		m->buf = copy;
+		m->fid = fid;
+		m->len = (uint32_t)len;
+		m->used = ++c->mem_clock;
+		copy = NULL;
+	}
+	pthread_mutex_unlock(&c->mu);
+	free(copy);
+	free(old);
+}
+
+/* At open. */
+void cache_mem_init(struct cache *c)
+{
+	c->nmem = c->block_size >= CACHE_MEM_BYTES ? 1 : CACHE_MEM_BYTES / c->block_size;
+	if (c->nmem > CACHE_MEM_SLOTS_MAX)
+		c->nmem = CACHE_MEM_SLOTS_MAX;
+	for (size_t i = 0; i < CACHE_MEM_SLOTS_MAX; i++)
+		c->mem[i].fid = UINT64_MAX;
+}
+
+/* At close, when no call is running. */
+void cache_mem_free(struct cache *c)
+{
+	for (size_t i = 0; i < CACHE_MEM_SLOTS_MAX; i++) {
+		free(c->mem[i].buf);
+		c->mem[i].buf = NULL;
+		c->mem[i].fid = UINT64_MAX;
+	}
+}
+
 /* ---- the read path ---- */
 
 /* Reads block bk (blen bytes) from disk into out and checks it. 0 on success with *r set;
@@ -446,7 +524,11 @@ static int disk_get(struct cache *c, const struct bkey *bk, size_t blen, void *o
 		index_drop(c, bk->b, bk->len, r->fid);
 		return -ENOENT;
 	}
+	if (mem_get(c, r->fid, blen, out))
+		return 0;
 	rc = cache_blk_read(c, r->fid, out, blen, r->crc);
+	if (rc == 0)
+		mem_put(c, r->fid, out, blen);
 	if (rc) {
 		char path[4096];
 		cache_blk_path(c, r->fid, path, sizeof(path));
@@ -520,6 +602,8 @@ static void store(struct cache *c, const struct bkey *bk, const void *data, size
 	/* an invalidation that ran while we stored must not be undone */
 	if (invalidated_since(c, gen))
 		index_drop(c, bk->b, bk->len, fid);
+	else
+		mem_put(c, fid, data, len);
 	cache_evict_kick(c);
 }
 

@@ -871,3 +871,51 @@ int bfs_integrity_check_body(struct bfs_fs *fs, const char *key, const char *eta
 	bfs_verify_free(v);
 	return rc;
 }
+
+int bfs_integrity_verify_fd(struct bfs_fs *fs, const char *key, const char *etag,
+			    const struct s3_meta *m, int fd, uint64_t size)
+{
+	struct bfs_verify *v;
+	int rc = bfs_integrity_prepare(fs->opts, key, etag, size, m, &v);
+	if (rc)
+		return rc;
+	size_t chunk = v->has_digest ? (size_t)v->bs : 8u << 20;
+	unsigned char *buf = malloc(chunk);
+	EVP_MD_CTX *md5 = v->have_md5 && !v->has_digest ? EVP_MD_CTX_new() : NULL;
+	if (!buf || (v->have_md5 && !v->has_digest && !md5)) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	if (md5)
+		EVP_DigestInit_ex(md5, EVP_md5(), NULL);
+	for (uint64_t off = 0; off < size && rc == 0;) {
+		size_t want = size - off < chunk ? (size_t)(size - off) : chunk;
+		ssize_t n = pread(fd, buf, want, (off_t)off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n != (ssize_t)want) {
+			rc = n < 0 ? -errno : -EIO;
+			break;
+		}
+		uint64_t bad;
+		if (v->has_digest && (rc = bfs_verify_blocks(fs->s3, v, key, off, buf, want, &bad)))
+			bfs_log(BFS_LOG_ERR, "%s: downloaded block %" PRIu64 " does not match its "
+				"digest", key, bad);
+		if (md5)
+			EVP_DigestUpdate(md5, buf, want);
+		off += want;
+	}
+	if (rc == 0 && md5) {
+		unsigned char h[16];
+		EVP_DigestFinal_ex(md5, h, NULL);
+		if (CRYPTO_memcmp(h, v->md5, 16) != 0) {
+			bfs_log(BFS_LOG_ERR, "%s: downloaded content does not match its MD5", key);
+			rc = -EIO;
+		}
+	}
+out:
+	EVP_MD_CTX_free(md5);
+	free(buf);
+	bfs_verify_free(v);
+	return rc;
+}
