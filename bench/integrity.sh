@@ -14,6 +14,9 @@
 # Each round runs both modes, alternating which goes first; the table shows the best round
 # of each (least disturbed by the machine). Also shown: the time `openssl dgst -sha256` takes
 # on the same file, a floor for the extra hashing pass of an upload.
+# BENCH_BASE_BIN=path/to/bucketfs adds a third column: a build without any integrity code
+# (e.g. `git archive <commit before integrity> | tar -x -C /tmp/base && make -C /tmp/base`),
+# which shows the cost of the block digests that hmac=off still computes.
 # Starts its own s3rver (tests/s3server, `make deps`) on a free 127.0.0.1 port; needs `make`.
 # Not run by `make test`.
 set -euo pipefail
@@ -62,7 +65,7 @@ import sys, boto3
 from botocore.config import Config
 s3 = boto3.client('s3', endpoint_url=sys.argv[1], region_name='us-east-1',
                   config=Config(s3={'addressing_style': 'path'}))
-for b in ('off', 'require'):
+for b in ('off', 'require', 'base'):
     s3.create_bucket(Bucket=f'bench-{b}')
 EOF
 
@@ -78,7 +81,9 @@ opts_for() { # mode -> -o string (cache_dir fresh for each mount)
 }
 mount_bfs() {
 	rm -rf "$WORK/cache-$1"
-	"$BFS" "bench-$1" "$WORK/mnt" -f -o "$(opts_for "$1")" >>"$WORK/bucketfs-$1.log" 2>&1 &
+	local bin=$BFS
+	[ "$1" = base ] && bin=$BENCH_BASE_BIN
+	"$bin" "bench-$1" "$WORK/mnt" -f -o "$(opts_for "$1")" >>"$WORK/bucketfs-$1.log" 2>&1 &
 	BFSPID=$!
 	for _ in $(seq 300); do mountpoint -q "$WORK/mnt" && return 0; sleep 0.1; done
 	echo "bench: mount failed" >&2; cat "$WORK/bucketfs-$1.log" >&2; exit 2
@@ -113,22 +118,39 @@ run_mode() { # mode
 	printf 'round %d %-8s write %6.2f s  read %6.2f s\n' "$round" "$m" "$w" "$r" >&2
 }
 
+MODES=(off require)
+[ -n "${BENCH_BASE_BIN:-}" ] && MODES+=(base)
 for round in $(seq "$ROUNDS"); do
-	if (( round % 2 )); then run_mode off; run_mode require; else run_mode require; run_mode off; fi
+	order=("${MODES[@]}")
+	(( round % 2 )) || order=($(printf '%s\n' "${MODES[@]}" | tac))
+	for m in "${order[@]}"; do run_mode "$m"; done
 done
 # the read timing includes sha256sum of the data for the correctness check, in both modes alike
 
+cat "$WORK/local.bin" >/dev/null # hash from the page cache: CPU cost only
 t0=$(now); openssl dgst -sha256 "$WORK/local.bin" >/dev/null; t1=$(now)
 SHA=$(echo "$t1 - $t0" | bc -l)
 
 mib=$(echo "$SIZE / 1048576" | bc -l)
 printf '\nbucketfs integrity cost: %s file, best of %d rounds, page caches dropped: %s\n' \
 	"$SIZE_SPEC" "$ROUNDS" "$DROPPED"
-printf '%-28s %12s %12s %10s\n' "" "hmac=off" "hmac=require" "ratio"
+if [ -n "${BENCH_BASE_BIN:-}" ]; then
+	printf '%-18s %15s %15s %15s %11s %11s\n' "" "no integrity" "hmac=off" "hmac=require" \
+		"off/none" "require/none"
+else
+	printf '%-18s %15s %15s %11s\n' "" "hmac=off" "hmac=require" "require/off"
+fi
 for what in write read; do
-	if [ $what = write ]; then a=${BEST_W[off]}; b=${BEST_W[require]}; else a=${BEST_R[off]}; b=${BEST_R[require]}; fi
-	printf '%-28s %9.1f MiB/s %9.1f MiB/s %9.3f\n' "$what throughput" \
-		"$(echo "$mib / $a" | bc -l)" "$(echo "$mib / $b" | bc -l)" "$(echo "$a / $b" | bc -l)"
+	if [ $what = write ]; then a=${BEST_W[off]}; b=${BEST_W[require]}; c=${BEST_W[base]:-}
+	else a=${BEST_R[off]}; b=${BEST_R[require]}; c=${BEST_R[base]:-}; fi
+	if [ -n "$c" ]; then
+		printf '%-18s %9.1f MiB/s %9.1f MiB/s %9.1f MiB/s %11.3f %11.3f\n' "$what throughput" \
+			"$(echo "$mib / $c" | bc -l)" "$(echo "$mib / $a" | bc -l)" \
+			"$(echo "$mib / $b" | bc -l)" "$(echo "$c / $a" | bc -l)" "$(echo "$c / $b" | bc -l)"
+	else
+		printf '%-18s %9.1f MiB/s %9.1f MiB/s %11.3f\n' "$what throughput" \
+			"$(echo "$mib / $a" | bc -l)" "$(echo "$mib / $b" | bc -l)" "$(echo "$a / $b" | bc -l)"
+	fi
 done
 printf '%-28s %9.2f s\n' "openssl dgst -sha256 (floor)" "$SHA"
-echo "ratio = require throughput / off throughput (1.000 = no cost; goal >= 0.90)"
+echo "ratios are throughputs relative to the baseline (1.000 = no cost; goal >= 0.90)"

@@ -38,8 +38,8 @@ static void crc_init(void)
 			crc_table[t][i] = (crc_table[t - 1][i] >> 8) ^ crc_table[0][crc_table[t - 1][i] & 0xff];
 }
 
-/* crc is the value returned for the preceding bytes (0 to start). */
-uint32_t cache_crc32c(uint32_t crc, const void *p, size_t n)
+/* Portable version; crc is the value returned for the preceding bytes (0 to start). */
+uint32_t cache_crc32c_sw(uint32_t crc, const void *p, size_t n)
 {
 	const unsigned char *b = p;
 
@@ -58,6 +58,44 @@ uint32_t cache_crc32c(uint32_t crc, const void *p, size_t n)
 		crc = (crc >> 8) ^ crc_table[0][(crc ^ *b++) & 0xff];
 	return ~crc;
 }
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <nmmintrin.h>
+
+/* SSE4.2's crc32 instruction computes exactly CRC32C: 8 bytes per instruction, several
+ * times faster than the tables; a warm read checks every block it reads, so this matters. */
+__attribute__((target("sse4.2"))) static uint32_t crc32c_sse42(uint32_t crc, const void *p,
+							     size_t n)
+{
+	const unsigned char *b = p;
+	uint64_t c = ~crc & 0xffffffffu;
+
+	for (; n > 0 && ((uintptr_t)b & 7); n--)
+		c = _mm_crc32_u8((uint32_t)c, *b++);
+	for (; n >= 8; n -= 8, b += 8) {
+		uint64_t v;
+		memcpy(&v, b, 8);
+		c = _mm_crc32_u64(c, v);
+	}
+	for (; n > 0; n--)
+		c = _mm_crc32_u8((uint32_t)c, *b++);
+	return ~(uint32_t)c;
+}
+
+uint32_t cache_crc32c(uint32_t crc, const void *p, size_t n)
+{
+	static int hw = -1; /* benign race: every thread computes the same value */
+
+	if (hw < 0)
+		hw = __builtin_cpu_supports("sse4.2") ? 1 : 0;
+	return hw ? crc32c_sse42(crc, p, n) : cache_crc32c_sw(crc, p, n);
+}
+#else
+uint32_t cache_crc32c(uint32_t crc, const void *p, size_t n)
+{
+	return cache_crc32c_sw(crc, p, n);
+}
+#endif
 
 /* ---- block files ---- */
 

@@ -92,7 +92,10 @@ bool cache_expired(int64_t now, int64_t validated_s, unsigned ttl_sec);
 #define CACHE_BKEY_MAX (CACHE_KEYPART_MAX + 1 + CACHE_ETAGPART_MAX + 1 + 8)
 
 /* blocks.c — block files and CRC32C */
+/* crc is the value returned for the preceding bytes (0 to start). Uses SSE4.2 where the CPU
+ * has it; cache_crc32c_sw is the portable version (same results). */
 uint32_t cache_crc32c(uint32_t crc, const void *p, size_t n);
+uint32_t cache_crc32c_sw(uint32_t crc, const void *p, size_t n);
 void cache_blk_path(const struct cache *c, uint64_t fid, char *buf, size_t len);
 int cache_blk_write(struct cache *c, uint64_t fid, const void *data, size_t len);
 int cache_blk_read(struct cache *c, uint64_t fid, void *buf, size_t len, uint32_t crc);

@@ -427,8 +427,18 @@ void cache_inflight_free_all(struct cache *c)
 
 /* ---- recently verified blocks, in memory ---- */
 
-/* Copies block file fid (len bytes) into out if a verified copy is in memory. */
-static bool mem_get(struct cache *c, uint64_t fid, size_t len, void *out)
+/* Part of a block the caller wants, copied straight from a memory copy when there is one
+ * (a 128 KiB FUSE read then copies 128 KiB, not the whole block twice). */
+struct part {
+	char *dst;     /* where [s, e) of the block goes */
+	size_t s, e;
+	bool done;     /* dst filled; the caller's block buffer was not */
+};
+
+/* Copies [from, to) of block file fid (len bytes) into out if a verified copy is in
+ * memory. */
+static bool mem_get(struct cache *c, uint64_t fid, size_t len, void *out, size_t from,
+		    size_t to)
 {
 	struct cache_memblk *m = NULL;
 
@@ -444,7 +454,7 @@ static bool mem_get(struct cache *c, uint64_t fid, size_t len, void *out)
 	pthread_mutex_unlock(&c->mu);
 	if (!m)
 		return false;
-	memcpy(out, m->buf, len); /* refs > 0: the slot is not replaced while we copy */
+	memcpy(out, (char *)m->buf + from, to - from); /* refs > 0: the slot stays meanwhile */
 	pthread_mutex_lock(&c->mu);
 	m->refs--;
 	pthread_mutex_unlock(&c->mu);
@@ -509,7 +519,7 @@ void cache_mem_free(struct cache *c)
  * -ENOENT if not cached. A bad record or block file is dropped (and -ENOENT returned): a
  * block that fails its checksum is never served. */
 static int disk_get(struct cache *c, const struct bkey *bk, size_t blen, void *out,
-		    struct cache_blkrec *r)
+		    struct cache_blkrec *r, struct part *part)
 {
 	int rc = index_get(c, bk->b, bk->len, r);
 
@@ -524,7 +534,11 @@ static int disk_get(struct cache *c, const struct bkey *bk, size_t blen, void *o
 		index_drop(c, bk->b, bk->len, r->fid);
 		return -ENOENT;
 	}
-	if (mem_get(c, r->fid, blen, out))
+	if (part && mem_get(c, r->fid, blen, part->dst, part->s, part->e)) {
+		part->done = true;
+		return 0;
+	}
+	if (!part && mem_get(c, r->fid, blen, out, 0, blen))
 		return 0;
 	rc = cache_blk_read(c, r->fid, out, blen, r->crc);
 	if (rc == 0)
@@ -640,7 +654,7 @@ static ssize_t fetch_shared(struct cache *c, const struct bkey *bk, uint64_t blk
 		goto out;
 	}
 	/* another leader may have stored the block between our miss and our join */
-	if (disk_get(c, bk, blen, f->buf, &r) == 0 &&
+	if (disk_get(c, bk, blen, f->buf, &r, NULL) == 0 &&
 	    !cache_expired(c->now(), r.validated_s, c->ttl_sec)) {
 		rc = (ssize_t)blen;
 		hit = true;
@@ -708,19 +722,23 @@ static int revalidate(struct cache *c, const struct bkey *bk, uint64_t fid, cons
 
 /* Serves block blk of the version into out. Returns bytes or -errno. */
 static ssize_t block_get(struct cache *c, struct bkey *bk, uint64_t blk, size_t blen, void *out,
-			 const char *key, const char *etag, const struct cache_source *src)
+			 const char *key, const char *etag, const struct cache_source *src,
+			 struct part *part)
 {
 	struct cache_blkrec r;
 	int rc;
 
 	bkey_block(bk, blk);
-	if (disk_get(c, bk, blen, out, &r) == 0) {
+	part->done = false;
+	if (disk_get(c, bk, blen, out, &r, part) == 0) {
 		if (cache_expired(c->now(), r.validated_s, c->ttl_sec)) {
 			rc = revalidate(c, bk, r.fid, key, etag, src);
 			if (rc < 0)
 				return rc;
-			if (rc > 0)
+			if (rc > 0) {
+				part->done = false;
 				return fetch_shared(c, bk, blk, blen, out, src);
+			}
 		}
 		pthread_mutex_lock(&c->mu);
 		c->hits++;
@@ -757,13 +775,22 @@ ssize_t cache_read_src(struct cache *c, const char *key, const char *etag, uint6
 	for (uint64_t blk = off / bs; blk * bs < end; blk++) {
 		uint64_t boff = blk * bs, s, e;
 		size_t blen = (size_t)(obj_size - boff < bs ? obj_size - boff : bs);
-		ssize_t got = block_get(c, bk, blk, blen, bounce, key, etag, src);
+		struct part part;
+		ssize_t got;
 
+		s = off > boff ? off : boff;
+		e = end < boff + blen ? end : boff + blen;
+		part = (struct part){ .dst = (char *)buf + (s - off), .s = (size_t)(s - boff),
+				      .e = (size_t)(e - boff) };
+		got = block_get(c, bk, blk, blen, bounce, key, etag, src, &part);
 		if (got < 0) {
 			rc = got;
 			goto out;
 		}
-		s = off > boff ? off : boff;
+		if (part.done) { /* whole block valid, our part already copied */
+			done += (size_t)(e - s);
+			continue;
+		}
 		e = end < boff + (uint64_t)got ? end : boff + (uint64_t)got;
 		if (e > s) {
 			memcpy((char *)buf + (s - off), bounce + (s - boff), (size_t)(e - s));

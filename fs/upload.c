@@ -367,10 +367,12 @@ static void *worker(void *arg)
 		fs->uploads_running++;
 		pthread_mutex_unlock(&fs->lock);
 
-		int rc = do_upload(fs, ino, false);
+		/* at unmount nobody writes any more, even if a release never arrived */
+		int rc = do_upload(fs, ino, fs->stopping);
 
 		pthread_mutex_lock(&ino->lock);
-		bool again = bfs_is_dirty(ino) && ino->open_writers == 0 && ino->stage_fd >= 0;
+		bool again = bfs_is_dirty(ino) && ino->stage_fd >= 0 &&
+			     (ino->open_writers == 0 || fs->stopping);
 		unsigned tries = ino->upload_tries;
 		pthread_mutex_unlock(&ino->lock);
 		pthread_mutex_lock(&fs->lock);
@@ -416,6 +418,13 @@ int bfs_upload_start(struct bfs_fs *fs)
 void bfs_upload_stop(struct bfs_fs *fs)
 {
 	pthread_mutex_lock(&fs->lock);
+	/* every inode with staged data gets its upload now: one whose last close was still
+	 * open for writing when its turn came, or whose release the kernel never sent
+	 * (unmount aborts outstanding requests), is not on the queue */
+	for (size_t b = 0; b < fs->nbuckets; b++)
+		for (struct bfs_inode *i = fs->by_id[b]; i; i = i->hnext_id)
+			if (!i->unlinked && __atomic_load_n(&i->stage_fd, __ATOMIC_RELAXED) >= 0)
+				enqueue_locked(fs, i, 0);
 	fs->stopping = true;
 	pthread_cond_broadcast(&fs->upload_cond);
 	pthread_mutex_unlock(&fs->lock);

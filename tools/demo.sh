@@ -52,7 +52,9 @@ start_s3rver() {
 		((port < 4668)) || die "no free port in 4568..4667"
 	done
 	mkdir -p "$STATE/data"
-	setsid "$S3RVER" -d "$STATE/data" -a 127.0.0.1 -p "$port" --configure-bucket "$BUCKET" \
+	# s3rver's list continuation tokens use DES, which Node's OpenSSL 3 only has in its
+	# legacy provider
+	NODE_OPTIONS=--openssl-legacy-provider setsid "$S3RVER" -d "$STATE/data" -a 127.0.0.1 -p "$port" --configure-bucket "$BUCKET" \
 		--silent >"$STATE/s3rver.log" 2>&1 </dev/null &
 	echo $! >"$STATE/s3rver.pid"
 	echo "$port" >"$STATE/port"

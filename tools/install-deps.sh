@@ -55,3 +55,5 @@ else
     echo "== npm ci in $s3dir"
     (cd "$s3dir" && npm ci --no-audit --no-fund)
 fi
+# s3rver fixes the tests rely on (idempotent; also run by npm ci's postinstall)
+node "$s3dir/patch-s3rver.js"

@@ -751,3 +751,22 @@ def test_parallel_io(mount, bucket, s3):
     assert s3_keys(s3, bucket) == {'par/'} | set(want)
     for k, v in want.items():
         assert s3_body(s3, bucket, k) == v, f'{k} differs in S3'
+
+
+def test_unmount_right_after_close(mount, bucket, s3):
+    """close() then fusermount3 -u at once, many times: the last change is never lost (the kernel
+    sends RELEASE asynchronously, so it must not be the only place where changes are kept)."""
+    m = mount(bucket)
+    lost = []
+    for i in range(20):
+        p = os.path.join(m.path, f'f{i}')
+        write_file(p, f'version {i}'.encode())
+        if i:
+            os.close(os.open(os.path.join(m.path, f'f{i - 1}'), os.O_WRONLY | os.O_TRUNC))
+        m.unmount()
+        if (s3_head(s3, bucket, f'f{i}') or {}).get('ContentLength') != len(f'version {i}'):
+            lost.append(f'f{i} (new file)')
+        if i and s3_body(s3, bucket, f'f{i - 1}') != b'':
+            lost.append(f'f{i - 1} (O_TRUNC)')
+        m.remount()
+    assert not lost, f'changes lost when unmounting right after close(): {lost}'

@@ -61,6 +61,22 @@ static void test_crc32c_vectors(void **state)
 	assert_int_equal(cache_crc32c(0, "", 0), 0);
 }
 
+/* The hardware and the portable versions agree on every length and alignment. */
+static void test_crc32c_sw_equals_hw(void **state)
+{
+	unsigned char buf[4096 + 16];
+	(void)state;
+
+	for (size_t i = 0; i < sizeof(buf); i++)
+		buf[i] = (unsigned char)(i * 131 + (i >> 7));
+	for (size_t off = 0; off < 9; off++)
+		for (size_t n = 0; n < 300; n += 7)
+			assert_int_equal(cache_crc32c(0x1234567u * (uint32_t)off, buf + off, n),
+					 cache_crc32c_sw(0x1234567u * (uint32_t)off, buf + off, n));
+	assert_int_equal(cache_crc32c(0, buf, 4096), cache_crc32c_sw(0, buf, 4096));
+	assert_int_equal(cache_crc32c_sw(0, "123456789", 9), 0xE3069283);
+}
+
 static void test_crc32c_incremental(void **state)
 {
 	unsigned char buf[1000];
@@ -136,6 +152,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_crc32c_vectors),
+		cmocka_unit_test(test_crc32c_sw_equals_hw),
 		cmocka_unit_test(test_crc32c_incremental),
 		cmocka_unit_test_setup_teardown(test_write_read_verify, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sweep, setup, teardown),
