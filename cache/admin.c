@@ -30,6 +30,7 @@ void cache_stats_file_write(struct cache *c, bool force)
 	char path[4096], tmp[4200], buf[512];
 	uint64_t hits, misses;
 	int fd, n;
+	bool ok;
 
 	if (c->flags & (CACHE_OPEN_TOOL | CACHE_OPEN_RDONLY))
 		return;
@@ -53,11 +54,11 @@ void cache_stats_file_write(struct cache *c, bool force)
 	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return; /* advisory only: a full disk must not matter here */
-	if (write(fd, buf, (size_t)n) != n || close(fd) < 0 || rename(tmp, path) < 0) {
-		if (fd >= 0)
-			close(fd);
+	ok = write(fd, buf, (size_t)n) == n;
+	if (close(fd) < 0)
+		ok = false;
+	if (!ok || rename(tmp, path) < 0)
 		unlink(tmp);
-	}
 }
 
 int cache_live_stats_read(const char *dir, struct cache_live_stats *out)

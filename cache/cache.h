@@ -56,8 +56,10 @@ typedef ssize_t (*cache_fetch_fn)(void *arg, uint64_t off, size_t len, void *buf
 
 /* Reads [off, off+len) of object version (key, etag) of size obj_size into buf, from cached
  * blocks where valid, else through fetch (whole blocks, stored for next time). Returns bytes
- * read (short only at end of object) or -errno. Every cached block's CRC32C is checked on
- * every read; a bad block is dropped and fetched again. If the cache disk is full the read
+ * read (short only at end of object) or -errno. Every cached block's CRC32C is checked
+ * whenever it is read from disk (the last 16 MiB of verified blocks are also kept in memory,
+ * so the FUSE reads within one block read its file once); a bad block is dropped and
+ * fetched again. If the cache disk is full the read
  * is served from the fetched bytes without caching. Same as cache_read_src with no
  * revalidate hook. Thread-safe. */
 ssize_t cache_read(struct cache *c, const char *key, const char *etag, uint64_t obj_size,

@@ -183,8 +183,13 @@ int bfs_attr_refresh(struct bfs_fs *fs, struct bfs_inode *ino, bool force)
 {
 	if (ino == fs->root)
 		return 0;
+	pthread_mutex_lock(&fs->lock);
+	bool unlinked = ino->unlinked;
+	pthread_mutex_unlock(&fs->lock);
+	if (unlinked)
+		return 0; /* no name any more: what we know is all there is */
 	pthread_mutex_lock(&ino->lock);
-	bool fresh = bfs_is_dirty(ino) || ino->uploading ||
+	bool fresh = bfs_is_dirty(ino) || ino->uploading || ino->stage_fd >= 0 ||
 		     (!force && ino->attr_expire > bfs_mono_ns());
 	bool is_dir = S_ISDIR(ino->st.st_mode);
 	pthread_mutex_unlock(&ino->lock);

@@ -151,7 +151,9 @@ int bfs_listing_fetch(struct bfs_fs *fs, struct bfs_inode *dir, struct bfs_listi
 	int rc = l ? 0 : -ENOMEM;
 	while (rc == 0) {
 		struct s3_list_page page;
-		rc = s3_list(fs->s3, dl ? dkey : NULL, "/", token, 1000, &page);
+		/* start after the directory's own marker: 1000 names per page, not 999 */
+		rc = s3_list_after(fs->s3, dl ? dkey : NULL, "/", token, dl ? dkey : NULL, 1000,
+				   &page);
 		if (rc)
 			break;
 		for (size_t i = 0; i < page.nobjects && rc == 0; i++) {

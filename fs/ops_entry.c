@@ -388,8 +388,7 @@ static int remove_node(struct bfs_fs *fs, struct bfs_inode *dir, const char *nam
 	pthread_mutex_lock(&ino->lock);
 	while (ino->uploading || ino->staging || ino->committing)
 		pthread_cond_wait(&ino->cond, &ino->lock);
-	if (ino->open_count > 0 && S_ISREG(ino->st.st_mode) && ino->stage_fd < 0 &&
-	    !ino->link_key) {
+	if (ino->open_count > 0 && S_ISREG(ino->st.st_mode) && ino->stage_fd < 0) {
 		/* still open: POSIX keeps the data readable after the name goes, so keep a
 		 * local copy (it is never uploaded: the inode is unlinked) */
 		rc = bfs_stage_open(fs, ino, false);

@@ -38,7 +38,7 @@ static int put_name(struct bfs_fs *fs, const char *key, const char *link_key,
 /* Sets the content object's link count to nlink (metadata-only copy onto itself), or deletes
  * it at 0. Retries when another writer changed it meanwhile. On success *out (nullable)
  * holds the new content object. */
-static int set_nlink(struct bfs_fs *fs, const char *link_key, long delta, struct s3_object *out)
+int bfs_link_set_nlink(struct bfs_fs *fs, const char *link_key, long delta, struct s3_object *out)
 {
 	int rc = -EAGAIN;
 	for (int attempt = 0; attempt < 5 && (rc == -EAGAIN || rc == -ESTALE); attempt++) {
@@ -72,21 +72,6 @@ static int set_nlink(struct bfs_fs *fs, const char *link_key, long delta, struct
 		s3_object_free(&cur);
 	}
 	return rc;
-}
-
-struct notify_job {
-	struct fuse_session *se;
-	size_t n;
-	fuse_ino_t ids[];
-};
-
-static void *notify_thread(void *arg)
-{
-	struct notify_job *j = arg;
-	for (size_t i = 0; i < j->n; i++)
-		fuse_lowlevel_notify_inval_inode(j->se, j->ids[i], 0, 0);
-	free(j);
-	return NULL;
 }
 
 int bfs_link_fresh_nlink(struct bfs_fs *fs, const char *link_key, struct s3_meta *m)
@@ -125,7 +110,6 @@ void bfs_link_changed(struct bfs_fs *fs, struct bfs_inode *self, const char *lin
 	}
 scanned:
 	pthread_mutex_unlock(&fs->lock);
-	struct notify_job *j = calloc(1, sizeof(*j) + (n + 1) * sizeof(fuse_ino_t));
 	for (size_t k = 0; k < n; k++) {
 		struct bfs_inode *i = list[k];
 		pthread_mutex_lock(&i->lock);
@@ -135,29 +119,15 @@ scanned:
 		pthread_mutex_unlock(&i->lock);
 		fuse_ino_t id = i->nodeid;
 		bfs_inode_unpin(fs, i);
-		if (!sibling)
-			continue;
-		/* the kernel's cached attributes and pages of the other names go now, so the
-		 * next stat or read through them shows the change */
-		if (i != self && fs->se)
-			fuse_lowlevel_notify_inval_inode(fs->se, id, 0, 0);
-		else if (j)
-			j->ids[j->n++] = id;
+		/* the kernel forgets what it cached for every name, so the next stat or read
+		 * through any of them shows the change. For the inode of the request being
+		 * handled only its attributes: the kernel may hold its pages. (Invalidating
+		 * an inode takes no inode lock in the kernel, so this cannot deadlock with the
+		 * request in progress.) */
+		if (sibling && fs->se)
+			fuse_lowlevel_notify_inval_inode(fs->se, id, i == self ? -1 : 0, 0);
 	}
 	free(list);
-	/* ... and those of the name being worked on from another thread, since the request
-	 * being handled may hold the kernel's lock on it */
-	pthread_t t;
-	pthread_attr_t attr;
-	pthread_attr_init(&attr);
-	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	if (j && j->n && fs->se) {
-		j->se = fs->se;
-		if (pthread_create(&t, &attr, notify_thread, j) == 0)
-			j = NULL;
-	}
-	pthread_attr_destroy(&attr);
-	free(j);
 }
 
 int bfs_link_unlink(struct bfs_fs *fs, const char *name_key, struct bfs_inode *ino)
@@ -169,7 +139,7 @@ int bfs_link_unlink(struct bfs_fs *fs, const char *name_key, struct bfs_inode *i
 		return -ENOMEM;
 	int rc = s3_delete(fs->s3, name_key);
 	if (rc == 0)
-		rc = set_nlink(fs, lk, -1, NULL);
+		rc = bfs_link_set_nlink(fs, lk, -1, NULL);
 	if (rc == -ENOENT)
 		rc = 0; /* the content was already gone: the name was dangling */
 	if (rc)
@@ -259,7 +229,7 @@ static void op_link(fuse_req_t req, fuse_ino_t nodeid, fuse_ino_t newparent, con
 			bfs_log(BFS_LOG_ERR, "%s: cannot make hard link: %s", name_key,
 				s3_last_error());
 	} else {
-		rc = set_nlink(fs, lk, +1, &content);
+		rc = bfs_link_set_nlink(fs, lk, +1, &content);
 	}
 	s3_meta_free(&m);
 	if (rc == 0)

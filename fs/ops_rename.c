@@ -204,6 +204,18 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 	}
 	if (dst == src)
 		goto out; /* same file: nothing to do */
+	if (dst) {
+		/* two names of one hard-linked file: POSIX says rename does nothing */
+		pthread_mutex_lock(&src->lock);
+		char *slk = src->link_key ? strdup(src->link_key) : NULL;
+		pthread_mutex_unlock(&src->lock);
+		pthread_mutex_lock(&dst->lock);
+		bool same = slk && dst->link_key && strcmp(slk, dst->link_key) == 0;
+		pthread_mutex_unlock(&dst->lock);
+		free(slk);
+		if (same)
+			goto out;
+	}
 	bool is_dir = S_ISDIR(src->st.st_mode);
 	if (dst) {
 		if (flags & RENAME_NOREPLACE)
@@ -269,10 +281,17 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 		while (dst->uploading || dst->staging || dst->committing)
 			pthread_cond_wait(&dst->cond, &dst->lock);
 		bool marker = S_ISDIR(dst->st.st_mode) && dst->has_marker && !is_dir;
+		char *dlk = dst->link_key ? strdup(dst->link_key) : NULL;
 		bfs_stage_discard(fs, dst);
 		pthread_mutex_unlock(&dst->lock);
 		if (marker)
 			s3_delete(fs->s3, nkey);
+		if (dlk) {
+			/* the replaced name was one of a hard-linked file's names */
+			if (bfs_link_set_nlink(fs, dlk, -1, NULL) == 0)
+				bfs_link_changed(fs, NULL, dlk);
+			free(dlk);
+		}
 	}
 	bfs_inode_move(fs, src, ndir, newname);
 	bfs_listing_note(fs, dir, name, is_dir, false);

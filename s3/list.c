@@ -9,7 +9,14 @@
 int s3_list(struct s3_client *c, const char *prefix, const char *delimiter, const char *token,
 	    int max_keys, struct s3_list_page *out)
 {
-	struct s3_pair params[6];
+	return s3_list_after(c, prefix, delimiter, token, NULL, max_keys, out);
+}
+
+int s3_list_after(struct s3_client *c, const char *prefix, const char *delimiter,
+		  const char *token, const char *start_after, int max_keys,
+		  struct s3_list_page *out)
+{
+	struct s3_pair params[7];
 	size_t n = 0;
 	char maxk[16];
 	struct s3_req r;
@@ -26,6 +33,8 @@ int s3_list(struct s3_client *c, const char *prefix, const char *delimiter, cons
 		params[n++] = (struct s3_pair){ "delimiter", delimiter };
 	if (token && *token)
 		params[n++] = (struct s3_pair){ "continuation-token", token };
+	else if (start_after && *start_after)
+		params[n++] = (struct s3_pair){ "start-after", start_after };
 
 	s3_req_init(&r, "GET", NULL);
 	r.what = "LIST";

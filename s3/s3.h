@@ -138,6 +138,11 @@ struct s3_list_page {
 int s3_list(struct s3_client *c, const char *prefix, const char *delimiter, const char *token,
 	    int max_keys, struct s3_list_page *out);
 void s3_list_page_free(struct s3_list_page *p);
+/* s3_list with start-after (used on the first page only; ignored with a token): keys up to
+ * and including start_after are skipped, e.g. a directory's own "dir/" marker. */
+int s3_list_after(struct s3_client *c, const char *prefix, const char *delimiter,
+		  const char *token, const char *start_after, int max_keys,
+		  struct s3_list_page *out);
 
 /* Request counters since s3_client_new (for stats and tests); lock-free reads. */
 struct s3_stats {

@@ -232,6 +232,10 @@ static void corrupt_and_reread(struct fixture *fx, void (*damage)(const char *pa
 	assert_int_equal(rd(fx->c, "x", "e", &s, 0, BS), BS);
 	only_block_file(fx, path, sizeof(path));
 	damage(path);
+	/* the verified copy kept in memory is still good and would be served: the damage is
+	 * found when the block is next read from disk (after a remount, or once the copy has
+	 * made room for other blocks); forget the copy to get there now */
+	cache_mem_free(fx->c);
 	assert_int_equal(rd(fx->c, "x", "e", &s, 0, BS), BS); /* bytes checked by rd() */
 	assert_int_equal(s.calls, 2);
 	assert_int_equal(rd(fx->c, "x", "e", &s, 0, BS), BS); /* stored again, good now */
@@ -255,6 +259,28 @@ static void extend_it(const char *path) { assert_int_equal(truncate(path, BS + 1
 static void delete_it(const char *path) { assert_int_equal(unlink(path), 0); }
 
 static void test_corrupt_flip(void **state) { corrupt_and_reread(*state, flip_byte); }
+
+/* Reads inside one block after the first come from the verified copy in memory: the file is
+ * not read again, so damage done to it meanwhile is not served either; once the copy is gone
+ * the file is read, checked, and the damage found. */
+static void test_memory_copy(void **state)
+{
+	struct fixture *fx = *state;
+	struct src s;
+	char path[512];
+
+	src_init(&s, BS, 3);
+	assert_int_equal(rd(fx->c, "x", "e", &s, 0, 100), 100);
+	only_block_file(fx, path, sizeof(path));
+	flip_byte(path);
+	for (size_t off = 0; off < BS; off += 512)
+		assert_int_equal(rd(fx->c, "x", "e", &s, off, 512), 512); /* good bytes */
+	assert_int_equal(s.calls, 1);
+	cache_mem_free(fx->c);
+	assert_int_equal(rd(fx->c, "x", "e", &s, 1000, 10), 10);
+	assert_int_equal(s.calls, 2);
+	free(s.data);
+}
 static void test_corrupt_truncate(void **state) { corrupt_and_reread(*state, truncate_it); }
 static void test_corrupt_extend(void **state) { corrupt_and_reread(*state, extend_it); }
 static void test_corrupt_missing(void **state) { corrupt_and_reread(*state, delete_it); }
@@ -657,6 +683,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_miss_then_hit, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_span_and_partial_last_block, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_memory_copy, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_corrupt_flip, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_corrupt_truncate, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_corrupt_extend, setup, teardown),
