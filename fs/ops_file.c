@@ -289,6 +289,9 @@ static void op_release(fuse_req_t req, fuse_ino_t nodeid, struct fuse_file_info 
 	if (f->writer)
 		ino->open_writers--;
 	bool sched = bfs_is_dirty(ino) && ino->open_writers == 0;
+	if (ino->open_count == 0 && !bfs_is_dirty(ino) && ino->stage_fd >= 0 && !ino->uploading &&
+	    !ino->committing && !ino->staging)
+		bfs_stage_discard(fs, ino); /* opened for writing, never written: S3 has it all */
 	pthread_mutex_unlock(&ino->lock);
 	pthread_mutex_lock(&fs->lock);
 	bool unlinked = ino->unlinked;
