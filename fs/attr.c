@@ -130,7 +130,12 @@ static int probe(struct bfs_fs *fs, const char *key, int dir_hint, struct found 
 			f->exists = true;
 			f->is_dir = is_dir_object(&f->obj);
 			f->marker = f->is_dir;
-			return follow_link(fs, f);
+			rc = follow_link(fs, f);
+			/* signed metadata (docs/integrity.md): tampered attributes are refused */
+			if (rc == 0)
+				rc = bfs_integrity_check_meta(fs, f->link_key ? f->link_key : key,
+							      &f->obj);
+			return rc;
 		}
 		s3_object_free(&f->obj);
 		s3_object_init(&f->obj);
@@ -144,6 +149,7 @@ static int probe(struct bfs_fs *fs, const char *key, int dir_hint, struct found 
 	rc = s3_head(fs->s3, dkey, &f->obj);
 	if (rc == 0) {
 		f->exists = f->is_dir = f->marker = true;
+		rc = bfs_integrity_check_meta(fs, dkey, &f->obj);
 		goto out;
 	}
 	s3_object_free(&f->obj);

@@ -244,7 +244,7 @@ void bfs_fs_free(struct bfs_fs *fs);
 /* ==== integrity.c: block digests and HMAC signatures (docs/integrity.md) ====
  * Thread-safe unless stated. Functions return 0 or -errno. Never log keys or signatures. */
 #define BFS_INTEGRITY_BLOCK (1u << 20)       /* digest block size written by this version */
-#define BFS_DIGEST_DIR ".bucketfs/digests/"  /* side objects, at the bucket root */
+#define BFS_DIGEST_DIR ".bucketfs/digests/"  /* side objects, under the mount's prefix */
 
 enum bfs_sig_status { BFS_SIG_NONE, BFS_SIG_OK, BFS_SIG_BAD, BFS_SIG_UNKNOWN_KEY };
 const char *bfs_sig_status_name(enum bfs_sig_status s); /* "ok", "unsigned", ... (static) */

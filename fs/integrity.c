@@ -1,7 +1,7 @@
 /* fs/integrity.c — content digests and HMAC signatures of objects (docs/integrity.md).
  *
  * Upload side: bfs_integrity_seal() hashes the staging file in 1 MiB blocks, records the
- * digests (header, or a content-addressed side object .bucketfs/digests/<root>) and signs
+ * digests (header, or a content-addressed side object PREFIX.bucketfs/digests/<root>) and signs
  * key + POSIX metadata + digest root with the first HMAC key. Read side: the attribute loader
  * calls bfs_integrity_check_meta(); reads go through bfs_integrity_fetch(), which fetches
  * whole digest blocks and checks them before the cache stores them.
@@ -459,8 +459,8 @@ static int dg_finish(struct bfs_digester *d, unsigned char md5[16])
 
 /* Writes digest headers into m for content whose digester is finished; PUTs the side
  * object for lists of more than one block. */
-static int put_digests(struct s3_client *s3, struct bfs_digester *d, bool md5,
-		       const unsigned char md5sum[16], struct s3_meta *m)
+static int put_digests(struct s3_client *s3, const char *prefix, struct bfs_digester *d,
+		       bool md5, const unsigned char md5sum[16], struct s3_meta *m)
 {
 	unsigned char root[32];
 	char hex[65], val[96];
@@ -479,8 +479,8 @@ static int put_digests(struct s3_client *s3, struct bfs_digester *d, bool md5,
 		rc = s3_meta_set(m, H_MD5, mh);
 	}
 	if (rc == 0 && d->n > 1) {
-		char side[128];
-		snprintf(side, sizeof(side), BFS_DIGEST_DIR "%s", hex);
+		char side[1200];
+		snprintf(side, sizeof(side), "%s" BFS_DIGEST_DIR "%s", prefix, hex);
 		rc = s3_put_buf(s3, side, d->list, d->n * 32, "application/octet-stream", NULL,
 				NULL);
 		if (rc)
@@ -528,7 +528,7 @@ int bfs_integrity_seal(struct s3_client *s3, const struct bfs_options *o, const 
 	if (rc == 0)
 		rc = dg_finish(&d, md5);
 	if (rc == 0)
-		rc = put_digests(s3, &d, want_md5, md5, m);
+		rc = put_digests(s3, o->prefix, &d, want_md5, md5, m);
 	if (rc == 0)
 		rc = bfs_integrity_sign(o, key, size, m);
 	dg_free(&d);
@@ -547,7 +547,7 @@ int bfs_integrity_seal_buf(struct s3_client *s3, const struct bfs_options *o, co
 	if (rc == 0)
 		rc = dg_finish(&d, NULL);
 	if (rc == 0)
-		rc = put_digests(s3, &d, false, NULL, m);
+		rc = put_digests(s3, o->prefix, &d, false, NULL, m);
 	if (rc == 0)
 		rc = bfs_integrity_sign(o, key, len, m);
 	dg_free(&d);
@@ -626,6 +626,7 @@ struct bfs_verify {
 	pthread_mutex_t mu;      /* protects list */
 	bool have_md5;
 	unsigned char md5[16];   /* whole-content MD5: plain ETag or bfs-md5 */
+	const char *prefix;      /* the mount's prefix (side objects live under it); not owned */
 };
 
 int bfs_integrity_prepare(const struct bfs_options *o, const char *key, const char *etag,
@@ -638,6 +639,7 @@ int bfs_integrity_prepare(const struct bfs_options *o, const char *key, const ch
 	struct bfs_verify *v = calloc(1, sizeof(*v));
 	if (!v)
 		return -ENOMEM;
+	v->prefix = o->prefix;
 	pthread_mutex_init(&v->mu, NULL);
 	v->size = size;
 	const char *dg = s3_meta_get(m, H_DIGEST), *md5 = s3_meta_get(m, H_MD5);
@@ -703,9 +705,10 @@ static int load_list(struct s3_client *s3, struct bfs_verify *v, const char *key
 		return 0;
 	struct dlist *l = lru_find(v->root);
 	if (!l) {
-		char hex[65], side[128];
+		char hex[65], side[1200];
 		bfs_hex(v->root, 32, hex);
-		snprintf(side, sizeof(side), BFS_DIGEST_DIR "%s", hex);
+		snprintf(side, sizeof(side), "%s" BFS_DIGEST_DIR "%s", v->prefix ? v->prefix : "",
+			 hex);
 		size_t want = v->nblocks * 32, got = 0;
 		unsigned char *buf = malloc(want ? want : 1);
 		if (!buf)

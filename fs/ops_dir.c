@@ -147,6 +147,9 @@ static void apply_attrs(struct bfs_fs *fs, struct bfs_dirh *h, const struct bfs_
 			char *key, const struct s3_object *o, int rc)
 {
 	struct bfs_inode *dir = h->dir;
+	const char *lk = rc ? NULL : s3_meta_get(&o->meta, BFS_LINK_META);
+	if (rc == 0 && bfs_integrity_check_meta(fs, lk ? lk : key, o))
+		return; /* refused attributes: no entry, the kernel's lookup reports why */
 	mode_t type = S_IFDIR;
 	if (!d->is_dir) {
 		struct stat st;
@@ -158,7 +161,6 @@ static void apply_attrs(struct bfs_fs *fs, struct bfs_dirh *h, const struct bfs_
 		return;
 	pthread_mutex_lock(&c->lock);
 	if (!bfs_is_dirty(c) && c->stage_fd < 0) {
-		const char *lk = rc ? NULL : s3_meta_get(&o->meta, BFS_LINK_META);
 		if (lk && !d->is_dir) {
 			free(c->link_key);
 			c->link_key = strdup(lk);

@@ -344,29 +344,39 @@ static void op_readlink(fuse_req_t req, fuse_ino_t nodeid)
 	uint64_t size = (uint64_t)ino->st.st_size;
 	char etag[sizeof(ino->etag)];
 	memcpy(etag, ino->etag, sizeof(etag));
+	struct s3_meta meta;
+	int mrc = s3_meta_copy(&meta, &ino->meta);
 	pthread_mutex_unlock(&ino->lock);
-	if (target)
+	if (mrc) {
+		rc = mrc;
 		goto out;
+	}
+	if (target)
+		goto out_meta;
 	if (size > 4095) {
 		rc = -ENAMETOOLONG;
-		goto out;
+		goto out_meta;
 	}
 	key = bfs_inode_key(fs, ino);
 	target = calloc(1, size + 1);
 	if (!key || !target) {
 		rc = -ENOMEM;
-		goto out;
+		goto out_meta;
 	}
 	size_t got = 0;
 	rc = size ? s3_get_range(fs->s3, key, 0, size, target, &got, etag[0] ? etag : NULL, NULL)
 		  : 0;
+	if (rc == 0)
+		rc = bfs_integrity_check_body(fs, key, etag, &meta, target, got);
 	if (rc)
-		goto out;
+		goto out_meta;
 	target[got] = '\0';
 	pthread_mutex_lock(&ino->lock);
 	if (!ino->link_target)
 		ino->link_target = strdup(target);
 	pthread_mutex_unlock(&ino->lock);
+out_meta:
+	s3_meta_free(&meta);
 out:
 	if (rc)
 		fuse_reply_err(req, -rc);

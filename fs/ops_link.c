@@ -28,6 +28,8 @@ static int put_name(struct bfs_fs *fs, const char *key, const char *link_key,
 	if (rc == 0)
 		rc = s3_meta_set(&m, BFS_LINK_META, link_key);
 	if (rc == 0)
+		rc = bfs_integrity_seal_buf(fs->s3, fs->opts, key, "", 0, &m);
+	if (rc == 0)
 		rc = s3_put_buf(fs->s3, key, "", 0, "application/octet-stream", &m, NULL);
 	if (rc)
 		bfs_log(BFS_LOG_ERR, "%s: cannot store hard link: %s", key, s3_last_error());
@@ -202,6 +204,10 @@ static void op_link(fuse_req_t req, fuse_ino_t nodeid, fuse_ino_t newparent, con
 			rc = bfs_attr_meta(ino, &m);
 		if (rc == 0)
 			rc = s3_meta_set(&m, BFS_NLINK_META, "2");
+		/* the signature names the object key: the content object gets its own */
+		if (rc == 0)
+			rc = bfs_integrity_resign(fs->opts, name_key, &ino->meta,
+						  (uint64_t)st.st_size, lk, &m);
 	} else {
 		lk = strdup(ino->link_key);
 		rc = lk ? 0 : -ENOMEM;

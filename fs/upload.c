@@ -91,12 +91,21 @@ int bfs_stage_open(struct bfs_fs *fs, struct bfs_inode *ino, bool trunc)
 	if (S_ISREG(ino->st.st_mode) && !trunc && have_remote && ino->st.st_size > 0) {
 		char etag[sizeof(ino->etag)];
 		memcpy(etag, ino->etag, sizeof(etag));
+		struct s3_meta meta;
+		rc = s3_meta_copy(&meta, &ino->meta);
+		if (rc)
+			goto fail;
+		uint64_t size = (uint64_t)ino->st.st_size;
 		ino->staging = true;
 		pthread_mutex_unlock(&ino->lock);
 		struct s3_object info;
 		rc = s3_get_to_fd(fs->s3, key, fd, etag, NULL, &info);
 		if (rc == 0)
 			s3_object_free(&info);
+		/* what we start from must be what was signed: a later upload re-signs it */
+		if (rc == 0)
+			rc = bfs_integrity_verify_fd(fs, key, etag, &meta, fd, size);
+		s3_meta_free(&meta);
 		pthread_mutex_lock(&ino->lock);
 		ino->staging = false;
 		pthread_cond_broadcast(&ino->cond);

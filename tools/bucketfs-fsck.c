@@ -298,7 +298,9 @@ static void *worker(void *arg)
 		if (i >= f->n)
 			break;
 		struct obj *ob = &f->objs[i];
-		if (strncmp(ob->key, BFS_DIGEST_DIR, strlen(BFS_DIGEST_DIR)) == 0)
+		size_t pl = strlen(f->o.prefix);
+		if (strncmp(ob->key, f->o.prefix, pl) == 0 &&
+		    strncmp(ob->key + pl, BFS_DIGEST_DIR, strlen(BFS_DIGEST_DIR)) == 0)
 			check_digest_object(f, ob);
 		else
 			check_object(f, ob);
@@ -363,7 +365,7 @@ static void *progress_thread(void *arg)
 
 /* ---- structure (from the listing alone) ---- */
 
-static void check_structure(struct fsck *f, bool whole_bucket)
+static void check_structure(struct fsck *f)
 {
 	qsort(f->roots, f->nroots, sizeof(char *), cmp_str);
 	qsort(f->links, f->nlinks, sizeof(char *), cmp_str);
@@ -383,11 +385,10 @@ static void check_structure(struct fsck *f, bool whole_bucket)
 		const char *ik = strstr(ob->key, ".bucketfs/");
 		if (!ik || (ik != ob->key && ik[-1] != '/'))
 			continue;
-		if (ik == ob->key && strncmp(ob->key, BFS_DIGEST_DIR, strlen(BFS_DIGEST_DIR)) == 0) {
-			const char *name = ob->key + strlen(BFS_DIGEST_DIR);
+		if (ik == ob->key + strlen(f->o.prefix) &&
+		    strncmp(ik, BFS_DIGEST_DIR, strlen(BFS_DIGEST_DIR)) == 0) {
+			const char *name = ik + strlen(BFS_DIGEST_DIR);
 			ob->referenced = bsearch(&name, f->roots, f->nroots, sizeof(char *), cmp_str);
-			if (!whole_bucket)
-				continue; /* references from other prefixes are unknown */
 		} else if (strstr(ik, INODES_DIR) == ik) {
 			const char *name = ob->key;
 			ob->referenced = bsearch(&name, f->links, f->nlinks, sizeof(char *), cmp_str);
@@ -575,10 +576,7 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	f.t0 = bfs_mono_ns();
-	bool whole = f.o.prefix[0] == '\0';
-	rc = list_all(&f, f.o.prefix);
-	if (rc == 0 && !whole) /* side objects live at the bucket root */
-		rc = list_all(&f, BFS_DIGEST_DIR);
+	rc = list_all(&f, f.o.prefix); /* side objects live under the prefix too */
 	if (rc) {
 		fprintf(stderr, "bucketfs-fsck: cannot list %s: %s\n", f.o.bucket, s3_last_error());
 		return 2;
@@ -605,7 +603,7 @@ int main(int argc, char **argv)
 		pthread_join(prog, NULL);
 		print_progress(&f, true);
 	}
-	check_structure(&f, whole);
+	check_structure(&f);
 	rc = check_uploads(&f, f.o.prefix);
 	if (rc == -ENOSYS) { /* e.g. s3rver: the server cannot list them; not the bucket's fault */
 		fprintf(stderr, "bucketfs-fsck: warning: the server cannot list multipart uploads; "

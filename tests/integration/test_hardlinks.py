@@ -138,6 +138,39 @@ def test_hardlink_basics(mount, bucket, s3):
     wait_body(s3, bucket, ck, new + b'through a\n')
 
 
+def test_hardlink_in_prefix_mount(mount, bucket, s3):
+    """With BUCKET:PREFIX the content objects live under PREFIX/.bucketfs/inodes/ (the prefix
+    stays self-contained) and .bucketfs is hidden there."""
+    m = mount(bucket, prefix='pfx')
+    a, b = os.path.join(m.path, 'a'), os.path.join(m.path, 'b')
+    write_file(a, b'0123456789')
+    os.link(a, b)
+    assert sorted(os.listdir(m.path)) == ['a', 'b']
+    ck = the_content_key(s3, bucket, prefix='pfx/')
+    assert content_keys(s3, bucket) == [], 'content objects outside the prefix'
+    assert_name(s3, bucket, 'pfx/a', ck)
+    assert_name(s3, bucket, 'pfx/b', ck)
+    m.remount()
+    assert (os.stat(a).st_nlink, os.stat(a).st_ino, read_file(b)) == (2, os.stat(b).st_ino, b'0123456789')
+    assert not link_problems(s3, bucket, prefix='pfx/')
+
+
+def test_hardlink_truncate_seen_at_once(mount, bucket, s3):
+    """truncate(2) by path through one name is seen through the other at once (same file), like
+    a write through an open descriptor after its close."""
+    m = mount(bucket)
+    a, b = os.path.join(m.path, 'a'), os.path.join(m.path, 'b')
+    write_file(a, b'0123456789')
+    os.link(a, b)
+    ck = the_content_key(s3, bucket)
+    os.stat(a)
+    os.truncate(b, 4)
+    assert os.stat(a).st_size == 4, f'truncate through b: a has size {os.stat(a).st_size}'
+    assert read_file(a) == b'0123'
+    wait_body(s3, bucket, ck, b'0123')
+    assert nlink_of(s3, bucket, ck) == 2
+
+
 def test_hardlink_nlink_seen_at_once(mount, bucket, s3):
     """stat() of the existing name right after link() returns shows the new st_nlink (link(2):
     "the link count of the file shall be incremented"), not the count cached before the link.
@@ -189,6 +222,24 @@ def test_hardlink_attributes_shared(mount, bucket, s3):
         st = os.stat(p)
         assert (stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, st.st_mtime_ns, st.st_nlink) == \
             (0o640, 1000, 1001, t + 1, 2), f'{p} after remount: {st}'
+
+
+def test_hardlink_xattr_shared(mount, bucket, s3):
+    """setxattr/removexattr through one name are seen through the other at once (same file),
+    and stored in the content object."""
+    m = mount(bucket)
+    a, b = os.path.join(m.path, 'a'), os.path.join(m.path, 'b')
+    write_file(a, b'x')
+    os.link(a, b)
+    ck = the_content_key(s3, bucket)
+    assert os.listxattr(a) == []                # a's attributes known to the mount
+    os.setxattr(b, 'user.k', b'v1')
+    assert os.listxattr(a) == ['user.k'], f'setxattr through b: listxattr(a) = {os.listxattr(a)}'
+    assert os.getxattr(a, 'user.k') == b'v1'
+    assert 'xattr' in s3_meta(s3, bucket, ck), f'{ck}: no x-amz-meta-xattr: {s3_meta(s3, bucket, ck)}'
+    os.removexattr(a, 'user.k')
+    assert os.listxattr(b) == [], f'removexattr through a: listxattr(b) = {os.listxattr(b)}'
+    assert nlink_of(s3, bucket, ck) == 2
 
 
 def test_hardlink_unlink(mount, bucket, s3):
@@ -252,6 +303,38 @@ def test_hardlink_open_file_survives_last_unlink(mount, bucket, s3):
         os.close(fd)
     m.unmount()
     assert s3_keys(s3, bucket) == set(), f'left in S3: {sorted(s3_keys(s3, bucket))}'
+
+
+@pytest.mark.parametrize('how', ['read', 'write'])
+def test_hardlink_unlink_open_name_keeps_others(mount, bucket, s3, how):
+    """Unlinking a name that is open removes that name only: the file lives on under its other
+    name b, with its data (and, for a write through the still-open descriptor after the
+    unlink, with that write: it is the same file)."""
+    m = mount(bucket)
+    a, b = os.path.join(m.path, 'a'), os.path.join(m.path, 'b')
+    write_file(a, b'original content\n')
+    os.link(a, b)
+    ck = the_content_key(s3, bucket)
+    fd = os.open(a, os.O_RDWR if how == 'write' else os.O_RDONLY)
+    try:
+        os.unlink(a)
+        if how == 'write':
+            os.pwrite(fd, b'WRITTEN', 0)
+        else:
+            assert os.pread(fd, 100, 0) == b'original content\n'
+    finally:
+        os.close(fd)
+    want = b'WRITTEN content\n' if how == 'write' else b'original content\n'
+    assert sorted(os.listdir(m.path)) == ['b']
+    assert read_file(b) == want, f'b after unlink of open name a ({how}): {read_file(b)!r}'
+    assert os.stat(b).st_nlink == 1
+    m.unmount()
+    assert content_keys(s3, bucket) == [ck], f'content object {ck} gone: keys {sorted(s3_keys(s3, bucket))}'
+    assert nlink_of(s3, bucket, ck) == 1
+    assert s3_body(s3, bucket, ck) == want
+    assert_name(s3, bucket, 'b', ck)
+    m.remount()
+    assert read_file(b) == want
 
 
 def test_hardlink_rename_keeps_link(mount, bucket, s3):
@@ -528,22 +611,25 @@ def make_backup_tree(src, rnd):
 
 def tree_digest(root):
     """{relative path: (type, mode, uid, gid, size, mtime_ns, sha256 or link target)} of a tree
-    (directories without times: rsync sets them, but that is not what this test is about)."""
-    out = {}
+    (directories without times: rsync sets them, but that is not what this test is about).
+    Files are read a few at a time: the mount serves requests in parallel."""
+    paths = []
     for dirpath, dirs, files in os.walk(root):
-        for f in dirs + files:
-            p = os.path.join(dirpath, f)
-            st = os.lstat(p)
-            if stat.S_ISREG(st.st_mode):
-                what = sha256_file(p)
-            elif stat.S_ISLNK(st.st_mode):
-                what = os.readlink(p)
-            else:
-                what = None
-            out[os.path.relpath(p, root)] = (oct(st.st_mode), st.st_uid, st.st_gid,
-                                             0 if stat.S_ISDIR(st.st_mode) else st.st_size,
-                                             None if stat.S_ISDIR(st.st_mode) else st.st_mtime_ns, what)
-    return out
+        paths += [os.path.join(dirpath, f) for f in dirs + files]
+
+    def one(p):
+        st = os.lstat(p)
+        if stat.S_ISREG(st.st_mode):
+            what = sha256_file(p)
+        elif stat.S_ISLNK(st.st_mode):
+            what = os.readlink(p)
+        else:
+            what = None
+        d = stat.S_ISDIR(st.st_mode)
+        return os.path.relpath(p, root), (oct(st.st_mode), st.st_uid, st.st_gid, 0 if d else st.st_size,
+                                          None if d else st.st_mtime_ns, what)
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        return dict(pool.map(one, paths))
 
 
 @pytest.mark.timeout(600)
