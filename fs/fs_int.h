@@ -215,8 +215,8 @@ void bfs_ops_link(struct fuse_lowlevel_ops *ops);
 /* ops_link.c: removes one name (name_key) of hard-linked ino and drops the content's link
  * count (deleting the content with the last name). */
 int bfs_link_unlink(struct bfs_fs *fs, const char *name_key, struct bfs_inode *ino);
-/* Adds delta to the link count of content object link_key (deleting it at 0). out
- * (nullable) gets the new content object. */
+/* Adds delta to the link count of content object link_key: 0, or 1 when the count reached
+ * 0 and the content was deleted, or -errno. out (nullable) gets the new content object. */
 int bfs_link_set_nlink(struct bfs_fs *fs, const char *link_key, long delta, struct s3_object *out);
 /* Puts the content object's current link count into m (before an upload or metadata copy
  * of a linked file overwrites it). */

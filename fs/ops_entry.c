@@ -77,12 +77,19 @@ int bfs_store_meta(struct bfs_fs *fs, struct bfs_inode *ino)
 	if (ino == fs->root && fs->opts->prefix[0] == '\0')
 		return 0; /* the bucket itself has nowhere to keep attributes */
 	if (ino->stage_fd >= 0 || bfs_is_dirty(ino)) {
-		/* an upload is pending: the change rides along with it */
+		/* an upload is pending: the change rides along with it; a hard-linked file's
+		 * goes now unless a writer has it open (its close uploads), so that its other
+		 * names, which read S3, see it */
 		bfs_mark_dirty(ino);
+		bool now = ino->link_key && ino->open_writers == 0;
 		pthread_mutex_unlock(&ino->lock);
-		bfs_upload_schedule(fs, ino, false);
+		int rc = 0;
+		if (now)
+			rc = bfs_upload_sync(fs, ino);
+		else
+			bfs_upload_schedule(fs, ino, false);
 		pthread_mutex_lock(&ino->lock);
-		return 0;
+		return rc;
 	}
 	struct s3_meta m;
 	int rc = bfs_attr_meta(ino, &m);

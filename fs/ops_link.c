@@ -52,7 +52,8 @@ int bfs_link_set_nlink(struct bfs_fs *fs, const char *link_key, long delta, stru
 		long n = (nl ? strtol(nl, NULL, 10) : 1) + delta;
 		if (n <= 0) {
 			s3_object_free(&cur);
-			return s3_delete(fs->s3, link_key);
+			rc = s3_delete(fs->s3, link_key);
+			return rc ? rc : 1;
 		}
 		char buf[24];
 		snprintf(buf, sizeof(buf), "%ld", n);
@@ -142,8 +143,15 @@ int bfs_link_unlink(struct bfs_fs *fs, const char *name_key, struct bfs_inode *i
 	int rc = s3_delete(fs->s3, name_key);
 	if (rc == 0)
 		rc = bfs_link_set_nlink(fs, lk, -1, NULL);
-	if (rc == -ENOENT)
-		rc = 0; /* the content was already gone: the name was dangling */
+	if (rc == -ENOENT || rc == 1) {
+		/* the content went with its last name (or was gone already): an open
+		 * descriptor of this name has nothing left to write to */
+		pthread_mutex_lock(&ino->lock);
+		free(ino->link_key);
+		ino->link_key = NULL;
+		pthread_mutex_unlock(&ino->lock);
+		rc = 0;
+	}
 	if (rc)
 		bfs_log(BFS_LOG_ERR, "%s: unlink of hard link failed: %s", name_key, s3_last_error());
 	else

@@ -288,7 +288,7 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 			s3_delete(fs->s3, nkey);
 		if (dlk) {
 			/* the replaced name was one of a hard-linked file's names */
-			if (bfs_link_set_nlink(fs, dlk, -1, NULL) == 0)
+			if (bfs_link_set_nlink(fs, dlk, -1, NULL) >= 0)
 				bfs_link_changed(fs, NULL, dlk);
 			free(dlk);
 		}

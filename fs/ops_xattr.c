@@ -14,7 +14,9 @@ static int load_meta(struct bfs_fs *fs, struct bfs_inode *ino)
 	pthread_mutex_lock(&ino->lock);
 	bool loaded = ino->meta_loaded || bfs_is_dirty(ino) || ino->stage_fd >= 0;
 	pthread_mutex_unlock(&ino->lock);
-	return loaded || ino == fs->root ? 0 : bfs_attr_refresh(fs, ino, true);
+	/* once loaded, metadata is as fresh as the attributes (stat_ttl; a hard link's other
+	 * names expire them at once when it changes) */
+	return ino == fs->root ? 0 : bfs_attr_refresh(fs, ino, !loaded);
 }
 
 static void op_getxattr(fuse_req_t req, fuse_ino_t nodeid, const char *name, size_t size)

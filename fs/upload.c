@@ -129,9 +129,11 @@ int bfs_stage_open(struct bfs_fs *fs, struct bfs_inode *ino, bool trunc)
 	}
 	ino->stage_fd = fd;
 	ino->stage_id = id;
+	/* remote_key: where the object is now, to delete after an upload under a new name.
+	 * A hard-linked file's content never moves (and is shared): nothing to delete. */
 	free(ino->remote_key);
-	ino->remote_key = have_remote ? key : NULL;
-	if (!have_remote)
+	ino->remote_key = have_remote && !ino->link_key ? key : NULL;
+	if (!ino->remote_key)
 		free(key);
 	memcpy(ino->base_etag, ino->etag, sizeof(ino->base_etag));
 	return 0;
@@ -216,7 +218,9 @@ static int do_upload(struct bfs_fs *fs, struct bfs_inode *ino, bool force)
 	pthread_mutex_lock(&fs->lock);
 	bool unlinked = ino->unlinked;
 	pthread_mutex_unlock(&fs->lock);
-	if (unlinked) {
+	if (unlinked && !ino->link_key) {
+		/* removed while open: nothing to upload. (A removed name of a hard-linked file
+		 * still writes the content its other names share.) */
 		bfs_stage_discard(fs, ino);
 		goto unlock;
 	}
