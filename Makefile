@@ -23,6 +23,7 @@ TOOLS     = $(patsubst tools/%.c,$(BIN)/%,$(wildcard tools/bucketfs-*.c))
 UNIT_SRC  = $(wildcard tests/unit/test_*.c)
 UNIT_BIN  = $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
+.SECONDARY:
 .PHONY: all deps check-deps test unit integration test-asan demo demo-stop install clean
 all: check-deps $(BIN)/bucketfs $(TOOLS)
 

@@ -29,6 +29,7 @@
 #define H_MD5 "bfs-md5"
 #define H_SIG "bfs-sig"
 #define H_KEYID "bfs-keyid"
+#define H_DLIST "bfs-dlist" /* key of the side object holding the digest list */
 #define LIST_CACHE 64
 
 /* ---- primitives ---- */
@@ -481,8 +482,12 @@ static int put_digests(struct s3_client *s3, const char *prefix, struct bfs_dige
 	if (rc == 0 && d->n > 1) {
 		char side[1200];
 		snprintf(side, sizeof(side), "%s" BFS_DIGEST_DIR "%s", prefix, hex);
-		rc = s3_put_buf(s3, side, d->list, d->n * 32, "application/octet-stream", NULL,
-				NULL);
+		/* where it is goes in a header: mounts of other prefixes read it too (it is
+		 * named by its hash, so it is checked, not trusted) */
+		rc = s3_meta_set(m, H_DLIST, side);
+		if (rc == 0)
+			rc = s3_put_buf(s3, side, d->list, d->n * 32, "application/octet-stream",
+					NULL, NULL);
 		if (rc)
 			bfs_log(BFS_LOG_ERR, "%s: cannot store the digest list: %s", side,
 				s3_last_error());
@@ -492,6 +497,7 @@ static int put_digests(struct s3_client *s3, const char *prefix, struct bfs_dige
 
 static void strip_all(struct s3_meta *m)
 {
+	s3_meta_del(m, H_DLIST);
 	s3_meta_del(m, H_DIGEST);
 	s3_meta_del(m, H_BLOCKS);
 	s3_meta_del(m, H_MD5);
@@ -626,7 +632,7 @@ struct bfs_verify {
 	pthread_mutex_t mu;      /* protects list */
 	bool have_md5;
 	unsigned char md5[16];   /* whole-content MD5: plain ETag or bfs-md5 */
-	const char *prefix;      /* the mount's prefix (side objects live under it); not owned */
+	char *side;              /* key of the side object with the list (bfs-dlist); owned */
 };
 
 int bfs_integrity_prepare(const struct bfs_options *o, const char *key, const char *etag,
@@ -639,7 +645,6 @@ int bfs_integrity_prepare(const struct bfs_options *o, const char *key, const ch
 	struct bfs_verify *v = calloc(1, sizeof(*v));
 	if (!v)
 		return -ENOMEM;
-	v->prefix = o->prefix;
 	pthread_mutex_init(&v->mu, NULL);
 	v->size = size;
 	const char *dg = s3_meta_get(m, H_DIGEST), *md5 = s3_meta_get(m, H_MD5);
@@ -657,6 +662,11 @@ int bfs_integrity_prepare(const struct bfs_options *o, const char *key, const ch
 			goto fail;
 		}
 		v->has_digest = true;
+		const char *side = s3_meta_get(m, H_DLIST);
+		if (side && !(v->side = strdup(side))) {
+			rc = -ENOMEM;
+			goto fail;
+		}
 		v->bs = bs;
 		v->nblocks = (size_t)((size + bs - 1) / bs);
 		unsigned char r[32];
@@ -687,6 +697,7 @@ void bfs_verify_free(struct bfs_verify *v)
 		return;
 	dlist_put(v->list);
 	pthread_mutex_destroy(&v->mu);
+	free(v->side);
 	free(v);
 }
 
@@ -707,8 +718,9 @@ static int load_list(struct s3_client *s3, struct bfs_verify *v, const char *key
 	if (!l) {
 		char hex[65], side[1200];
 		bfs_hex(v->root, 32, hex);
-		snprintf(side, sizeof(side), "%s" BFS_DIGEST_DIR "%s", v->prefix ? v->prefix : "",
-			 hex);
+		snprintf(side, sizeof(side), "%s", v->side ? v->side : "");
+		if (!v->side)
+			snprintf(side, sizeof(side), BFS_DIGEST_DIR "%s", hex);
 		size_t want = v->nblocks * 32, got = 0;
 		unsigned char *buf = malloc(want ? want : 1);
 		if (!buf)

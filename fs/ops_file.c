@@ -219,6 +219,22 @@ static void op_write(fuse_req_t req, fuse_ino_t nodeid, const char *buf, size_t 
 	if (rc)
 		goto out;
 	n = pwrite(ino->stage_fd, buf, size, off);
+	if (n < 0 && errno == ENOSPC) {
+		/* the cache disk is full: clean cached blocks make room for written data */
+		pthread_mutex_unlock(&ino->lock);
+		uint64_t freed = 0;
+		struct cache_stats cs;
+		cache_stats_get(fs->cache, &cs);
+		cache_prune(fs->cache, cs.bytes / 2 > size ? cs.bytes / 2 - size : 0, INT64_MIN,
+			    NULL, &freed);
+		bfs_log(BFS_LOG_WARN, "cache disk full: %llu bytes of cached blocks dropped",
+			(unsigned long long)freed);
+		pthread_mutex_lock(&ino->lock);
+		rc = bfs_stage_open(fs, ino, false);
+		if (rc)
+			goto out;
+		n = pwrite(ino->stage_fd, buf, size, off);
+	}
 	if (n < 0) {
 		rc = -errno;
 		goto out;

@@ -33,6 +33,7 @@ def test_ls_l_cost(mount, bucket, s3, proxy):
         st = os.lstat(os.path.join(d, n))
         got[n] = (st.st_mode, st.st_uid, st.st_gid, st.st_size, st.st_mtime_ns)
     first = proxy.stats()
+    print(f'ls -l of {N} files: {fmt_stats(first)}')
     assert got == expect, 'ls -l shows other attributes than the metadata: ' + \
         str([(n, got.get(n), expect[n]) for n in sorted(expect) if got.get(n) != expect[n]][:5])
 
@@ -93,6 +94,7 @@ def test_rsync_put_economy(mount, bucket, s3, proxy, tmp_path):
     assert r.returncode == 0, r.stderr
     m.unmount()  # all uploads done
     st = proxy.stats()
+    print(f'rsync -a of 100 small files: {fmt_stats(st)}')
     puts = ops(st, 'PutObject') + ops(st, 'CreateMultipartUpload')
     assert puts <= 120, f'{puts} PUTs for rsync of 100 small files (limit 120): {fmt_stats(st)}'
     assert ops(st, 'CopyObject') == 0, f'rsync made CopyObject requests: {fmt_stats(st)}'
