@@ -118,7 +118,9 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests" / "proxy"))
 from audit_proxy import AuditProxy  # noqa: E402
 
-BFS_BIN = REPO / "bin" / "bucketfs"
+# make test-asan points this at the sanitizer build's binaries
+BIN_DIR = Path(os.environ.get("BUCKETFS_BIN") or REPO / "bin")
+BFS_BIN = BIN_DIR / "bucketfs"
 S3RVER_BIN = REPO / "tests" / "s3server" / "node_modules" / ".bin" / "s3rver"
 ACCESS_KEY = SECRET_KEY = "S3RVER"
 REGION = "us-east-1"

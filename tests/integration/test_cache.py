@@ -17,7 +17,7 @@ from helpers import (fmt_stats, ops, put_s3fs_object, request_count, reset_count
                      s3_head, wait_until)
 
 REPO = Path(__file__).resolve().parents[2]
-TOOL = REPO / 'bin' / 'bucketfs-cache'
+TOOL = Path(os.environ.get('BUCKETFS_BIN') or REPO / 'bin') / 'bucketfs-cache'
 MiB = 1 << 20
 BIG = 100 * MiB
 
