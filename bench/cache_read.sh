@@ -18,40 +18,20 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$PWD
+. "$REPO/bench/lib.sh"
 
 SIZE_SPEC=${BENCH_SIZE:-1G}
 DD_BS=${BENCH_BS:-1M}
 BLOCK_SIZE=${BENCH_BLOCK_SIZE:-1M}
 SIZE=$(numfmt --from=iec "${SIZE_SPEC%B}") || { echo "bad BENCH_SIZE $SIZE_SPEC" >&2; exit 2; }
-S3RVER=$REPO/tests/s3server/node_modules/.bin/s3rver
-BFS=$REPO/bin/bucketfs
-[ -x "$BFS" ] || { echo "bench: $BFS missing: run make first" >&2; exit 2; }
-[ -x "$S3RVER" ] || { echo "bench: $S3RVER missing: run make deps" >&2; exit 2; }
+bench_need_bins
 
 WORK=${BENCH_DIR:-$(mktemp -d /var/tmp/bucketfs-bench.XXXXXX)}
 mkdir -p "$WORK"/{s3data,mnt,cache}
-S3PID= BFSPID=
-cleanup() {
-	if mountpoint -q "$WORK/mnt"; then fusermount3 -u "$WORK/mnt" || fusermount3 -uz "$WORK/mnt"; fi
-	[ -n "$BFSPID" ] && { kill "$BFSPID" 2>/dev/null || true; wait "$BFSPID" 2>/dev/null || true; }
-	[ -n "$S3PID" ] && { kill "$S3PID" 2>/dev/null || true; wait "$S3PID" 2>/dev/null || true; }
-	[ -z "${BENCH_DIR:-}" ] && rm -rf "$WORK"
-}
-trap cleanup EXIT
+trap bench_cleanup EXIT
 
-# ---- S3 server on a free port (Node 20 needs the legacy OpenSSL provider for s3rver 3.7) ----
-export NODE_OPTIONS=--openssl-legacy-provider
-"$S3RVER" -d "$WORK/s3data" -a 127.0.0.1 -p 0 >"$WORK/s3rver.log" 2>&1 &
-S3PID=$!
-PORT=
-for _ in $(seq 100); do
-	PORT=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$WORK/s3rver.log" | head -1)
-	[ -n "$PORT" ] && break
-	kill -0 "$S3PID" 2>/dev/null || { cat "$WORK/s3rver.log" >&2; exit 2; }
-	sleep 0.1
-done
-[ -n "$PORT" ] || { echo "bench: s3rver did not start" >&2; cat "$WORK/s3rver.log" >&2; exit 2; }
-ENDPOINT=http://127.0.0.1:$PORT
+# ---- S3 server on a free port ----
+bench_start_s3rver
 export AWS_ACCESS_KEY_ID=S3RVER AWS_SECRET_ACCESS_KEY=S3RVER
 
 # ---- the data: a local file, and the same bytes as an object ----
@@ -75,16 +55,8 @@ drop_caches() {
 	return 0
 }
 mount_bfs() {
-	"$BFS" bench "$WORK/mnt" -f -o "endpoint=$ENDPOINT,path_style,region=us-east-1,cache_dir=$WORK/cache,block_size=$BLOCK_SIZE,cache_size=$((SIZE * 2 + (64 << 20)))" \
-		>>"$WORK/bucketfs.log" 2>&1 &
-	BFSPID=$!
-	for _ in $(seq 300); do mountpoint -q "$WORK/mnt" && return 0; sleep 0.1; done
-	echo "bench: mount failed" >&2; cat "$WORK/bucketfs.log" >&2; exit 2
-}
-unmount_bfs() {
-	fusermount3 -u "$WORK/mnt"
-	wait "$BFSPID" || true
-	BFSPID=
+	bench_mount "$BFS" bench "endpoint=$ENDPOINT,path_style,region=us-east-1,cache_dir=$WORK/cache,block_size=$BLOCK_SIZE,cache_size=$((SIZE * 2 + (64 << 20)))" \
+		"$WORK/bucketfs.log"
 }
 # timed_read FILE → seconds (dd to /dev/null; the bytes are checked once, untimed, at the end)
 timed_read() {
@@ -101,13 +73,13 @@ T_LOCAL=$(timed_read "$WORK/local.bin")
 mount_bfs
 T_COLD=$(timed_read "$WORK/mnt/big.bin")
 T_WARM=$(timed_read "$WORK/mnt/big.bin")
-unmount_bfs
+bench_unmount
 mount_bfs
 T_REMOUNT=$(timed_read "$WORK/mnt/big.bin")
 SUM2=$(sha256sum <"$WORK/mnt/big.bin" | cut -d' ' -f1)
 [ "$SUM2" = "$SUM" ] || { echo "bench: bucketfs returned wrong bytes" >&2; exit 2; }
 STATS=$("$REPO/bin/bucketfs-cache" --cache-dir "$WORK/cache" stats 2>/dev/null | grep -E '^(blocks|bytes|hit_ratio) ' | tr -s ' ' | paste -sd ';' || true)
-unmount_bfs
+bench_unmount
 
 row() {
 	awk -v name="$1" -v t="$2" -v size="$SIZE" -v tl="$T_LOCAL" \

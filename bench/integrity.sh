@@ -22,38 +22,18 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$PWD
+. "$REPO/bench/lib.sh"
 
 SIZE_SPEC=${BENCH_SIZE:-1G}
 ROUNDS=${BENCH_ROUNDS:-3}
 SIZE=$(numfmt --from=iec "${SIZE_SPEC%B}") || { echo "bad BENCH_SIZE $SIZE_SPEC" >&2; exit 2; }
-S3RVER=$REPO/tests/s3server/node_modules/.bin/s3rver
-BFS=$REPO/bin/bucketfs
-[ -x "$BFS" ] || { echo "bench: $BFS missing: run make first" >&2; exit 2; }
-[ -x "$S3RVER" ] || { echo "bench: $S3RVER missing: run make deps" >&2; exit 2; }
+bench_need_bins
 
 WORK=${BENCH_DIR:-$(mktemp -d /var/tmp/bucketfs-integrity.XXXXXX)}
 mkdir -p "$WORK"/{s3data,mnt}
-S3PID= BFSPID=
-cleanup() {
-	if mountpoint -q "$WORK/mnt"; then fusermount3 -u "$WORK/mnt" || fusermount3 -uz "$WORK/mnt"; fi
-	[ -n "$BFSPID" ] && { kill "$BFSPID" 2>/dev/null || true; wait "$BFSPID" 2>/dev/null || true; }
-	[ -n "$S3PID" ] && { kill "$S3PID" 2>/dev/null || true; wait "$S3PID" 2>/dev/null || true; }
-	[ -z "${BENCH_DIR:-}" ] && rm -rf "$WORK"
-}
-trap cleanup EXIT
+trap bench_cleanup EXIT
 
-export NODE_OPTIONS=--openssl-legacy-provider
-"$S3RVER" -d "$WORK/s3data" -a 127.0.0.1 -p 0 >"$WORK/s3rver.log" 2>&1 &
-S3PID=$!
-PORT=
-for _ in $(seq 100); do
-	PORT=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$WORK/s3rver.log" | head -1)
-	[ -n "$PORT" ] && break
-	kill -0 "$S3PID" 2>/dev/null || { cat "$WORK/s3rver.log" >&2; exit 2; }
-	sleep 0.1
-done
-[ -n "$PORT" ] || { echo "bench: s3rver did not start" >&2; exit 2; }
-ENDPOINT=http://127.0.0.1:$PORT
+bench_start_s3rver
 export AWS_ACCESS_KEY_ID=S3RVER AWS_SECRET_ACCESS_KEY=S3RVER
 
 head -c "$SIZE" /dev/urandom >"$WORK/local.bin"
@@ -83,15 +63,7 @@ mount_bfs() {
 	rm -rf "$WORK/cache-$1"
 	local bin=$BFS
 	[ "$1" = base ] && bin=$BENCH_BASE_BIN
-	"$bin" "bench-$1" "$WORK/mnt" -f -o "$(opts_for "$1")" >>"$WORK/bucketfs-$1.log" 2>&1 &
-	BFSPID=$!
-	for _ in $(seq 300); do mountpoint -q "$WORK/mnt" && return 0; sleep 0.1; done
-	echo "bench: mount failed" >&2; cat "$WORK/bucketfs-$1.log" >&2; exit 2
-}
-umount_bfs() {
-	fusermount3 -u "$WORK/mnt"
-	wait "$BFSPID" || true
-	BFSPID=
+	bench_mount "$bin" "bench-$1" "$(opts_for "$1")" "$WORK/bucketfs-$1.log"
 }
 now() { date +%s.%N; }
 
@@ -104,14 +76,14 @@ run_mode() { # mode
 	dd if="$WORK/local.bin" of="$WORK/mnt/f" bs=1M conv=fsync status=none
 	t1=$(now)
 	w=$(echo "$t1 - $t0" | bc -l)
-	umount_bfs
+	bench_unmount
 	mount_bfs "$m"
 	drop_caches
 	t0=$(now)
 	got=$(sha256sum <"$WORK/mnt/f" | cut -d' ' -f1)
 	t1=$(now)
 	r=$(echo "$t1 - $t0" | bc -l)
-	umount_bfs
+	bench_unmount
 	[ "$got" = "$SUM" ] || { echo "bench: $m read back wrong data" >&2; exit 1; }
 	if [ -z "${BEST_W[$m]:-}" ] || (( $(echo "$w < ${BEST_W[$m]}" | bc -l) )); then BEST_W[$m]=$w; fi
 	if [ -z "${BEST_R[$m]:-}" ] || (( $(echo "$r < ${BEST_R[$m]}" | bc -l) )); then BEST_R[$m]=$r; fi

@@ -25,44 +25,23 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$PWD
+. "$REPO/bench/lib.sh"
 
 FILES=${BENCH_FILES:-300}
 BIG=$(numfmt --from=iec "${BENCH_BIG:-20M}") || { echo "bad BENCH_BIG ${BENCH_BIG:-}" >&2; exit 2; }
-S3RVER=$REPO/tests/s3server/node_modules/.bin/s3rver
-BFS=$REPO/bin/bucketfs
-[ -x "$BFS" ] || { echo "bench: $BFS missing: run make first" >&2; exit 2; }
-[ -x "$S3RVER" ] || { echo "bench: $S3RVER missing: run make deps" >&2; exit 2; }
+bench_need_bins
 command -v s3fs >/dev/null || { echo "bench: s3fs missing (apt-get install s3fs)" >&2; exit 2; }
 command -v rsync >/dev/null || { echo "bench: rsync missing" >&2; exit 2; }
 
 WORK=${BENCH_DIR:-$(mktemp -d /var/tmp/bucketfs-linkdest.XXXXXX)}
 mkdir -p "$WORK/s3data"
-S3PID=
-cleanup() {
-	for m in "$WORK"/mnt-*; do
-		if mountpoint -q "$m" 2>/dev/null; then fusermount3 -u "$m" || fusermount3 -uz "$m"; fi
-	done
-	[ -n "$S3PID" ] && { kill "$S3PID" 2>/dev/null || true; wait "$S3PID" 2>/dev/null || true; }
-	[ -z "${BENCH_DIR:-}" ] && rm -rf "$WORK"
-	return 0
-}
-trap cleanup EXIT
+trap bench_cleanup EXIT
 
-# ---- S3 server on a free port (Node 20 needs the legacy OpenSSL provider for s3rver 3.7) ----
-NODE_OPTIONS=--openssl-legacy-provider "$S3RVER" -d "$WORK/s3data" -a 127.0.0.1 -p 0 \
-	>"$WORK/s3rver.log" 2>&1 &
-S3PID=$!
-PORT=
-for _ in $(seq 100); do
-	PORT=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$WORK/s3rver.log" | head -1)
-	[ -n "$PORT" ] && break
-	kill -0 "$S3PID" 2>/dev/null || { cat "$WORK/s3rver.log" >&2; exit 2; }
-	sleep 0.1
-done
-[ -n "$PORT" ] || { echo "bench: s3rver did not start" >&2; cat "$WORK/s3rver.log" >&2; exit 2; }
+# ---- S3 server on a free port ----
+bench_start_s3rver
 
 # ---- the runs (Python: the proxies run in-process so they can be reset and read) ----
-/usr/bin/python3 - "$REPO" "http://127.0.0.1:$PORT" "$WORK" "$FILES" "$BIG" <<'EOF'
+/usr/bin/python3 - "$REPO" "$ENDPOINT" "$WORK" "$FILES" "$BIG" <<'EOF'
 import os, random, subprocess, sys, time
 from pathlib import Path
 

@@ -185,20 +185,18 @@ static void report_block(const struct vblock *b, const char *path, const char *p
 
 static int collect_blocks(struct cache *c, struct vblock **out, size_t *n)
 {
-	MDB_txn *txn = NULL;
-	MDB_cursor *cur = NULL;
+	struct cache_walk w;
 	MDB_val k, v;
 	struct cache_blkrec r;
 	size_t cap = 0;
-	int rc, mrc;
+	int rc;
 
 	*out = NULL;
 	*n = 0;
-	if ((rc = cache_mdb_errno(mdb_txn_begin(c->env, NULL, MDB_RDONLY, &txn))) ||
-	    (rc = cache_mdb_errno(mdb_cursor_open(txn, c->db_blocks, &cur))))
+	if ((rc = cache_walk_begin(c, MDB_RDONLY, &w)) ||
+	    (rc = cache_walk_open(&w, c->db_blocks, NULL, 0)))
 		goto out;
-	for (mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); mrc == 0;
-	     mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+	while (cache_walk_next(&w, &k, &v)) {
 		struct vblock *b;
 
 		if (*n == cap) {
@@ -217,27 +215,19 @@ static int collect_blocks(struct cache *c, struct vblock **out, size_t *n)
 		}
 		memcpy(b->key, k.mv_data, k.mv_size);
 		b->klen = k.mv_size;
-		if (v.mv_size == sizeof(r)) {
-			memcpy(&r, v.mv_data, sizeof(r));
-			if (r.version == CACHE_FORMAT) {
-				b->fid = r.fid;
-				b->len = r.len;
-				b->crc = r.crc;
-			} else {
-				b->fid = UINT64_MAX; /* bad record */
-			}
+		if (cache_blkrec_decode(&v, &r) == 0) {
+			b->fid = r.fid;
+			b->len = r.len;
+			b->crc = r.crc;
 		} else {
-			b->fid = UINT64_MAX;
+			b->fid = UINT64_MAX; /* bad record */
 		}
 		(*n)++;
 	}
-	if (mrc != MDB_NOTFOUND)
-		rc = cache_mdb_errno(mrc);
+	if (w.mrc != MDB_NOTFOUND)
+		rc = cache_mdb_errno(w.mrc);
 out:
-	if (cur)
-		mdb_cursor_close(cur);
-	if (txn)
-		mdb_txn_abort(txn);
+	cache_walk_end(&w);
 	return rc;
 }
 
@@ -317,13 +307,11 @@ int cache_verify(struct cache *c, cache_bad_fn bad, void *arg, uint64_t *checked
 				       .blkno = UINT64_MAX, .path = path,
 				       .problem = "journal data file missing", .dropped = false };
 		unsigned char idk[8];
-		uint64_t id = dirty[i].id;
 
-		cache_dirty_path(c, id, path, sizeof(path));
+		cache_dirty_path(c, dirty[i].id, path, sizeof(path));
 		if (access(path, F_OK) == 0)
 			continue;
-		for (int j = 7; j >= 0; j--, id >>= 8)
-			idk[j] = (unsigned char)id;
+		cache_journal_key(dirty[i].id, idk);
 		if (c->rdonly && !still_there(c, c->db_journal, idk, 8, UINT64_MAX))
 			continue; /* uploaded and removed by the mount since the listing */
 		(*nbad)++;

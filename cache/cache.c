@@ -47,6 +47,62 @@ bool cache_expired(int64_t now, int64_t validated_s, unsigned ttl_sec)
 	return ttl_sec > 0 && now >= validated_s + (int64_t)ttl_sec;
 }
 
+int cache_walk_begin(struct cache *c, unsigned txn_flags, struct cache_walk *w)
+{
+	memset(w, 0, sizeof(*w));
+	return cache_mdb_errno(mdb_txn_begin(c->env, NULL, txn_flags, &w->txn));
+}
+
+int cache_walk_open(struct cache_walk *w, MDB_dbi dbi, const void *prefix, size_t plen)
+{
+	w->prefix = prefix;
+	w->plen = plen;
+	w->started = false;
+	return cache_mdb_errno(mdb_cursor_open(w->txn, dbi, &w->cur));
+}
+
+bool cache_walk_next(struct cache_walk *w, MDB_val *k, MDB_val *v)
+{
+	MDB_cursor_op op = MDB_NEXT;
+
+	if (!w->started) {
+		w->started = true;
+		op = MDB_FIRST;
+		if (w->prefix) {
+			k->mv_size = w->plen;
+			k->mv_data = (void *)w->prefix;
+			op = MDB_SET_RANGE;
+		}
+	}
+	w->mrc = mdb_cursor_get(w->cur, k, v, op);
+	if (w->mrc == 0 && w->prefix &&
+	    (k->mv_size < w->plen || memcmp(k->mv_data, w->prefix, w->plen) != 0))
+		w->mrc = MDB_NOTFOUND; /* past the keys with the prefix */
+	return w->mrc == 0;
+}
+
+int cache_walk_commit(struct cache_walk *w)
+{
+	int rc;
+
+	if (w->cur)
+		mdb_cursor_close(w->cur);
+	w->cur = NULL;
+	rc = cache_mdb_errno(mdb_txn_commit(w->txn));
+	w->txn = NULL;
+	return rc;
+}
+
+void cache_walk_end(struct cache_walk *w)
+{
+	if (w->cur)
+		mdb_cursor_close(w->cur);
+	if (w->txn)
+		mdb_txn_abort(w->txn);
+	w->cur = NULL;
+	w->txn = NULL;
+}
+
 _Static_assert(CACHE_ETAGPART_MAX >= 1 + 2 * SHA256_DIGEST_LENGTH, "hashed part must fit");
 
 size_t cache_keypart(unsigned char *out, const char *s, size_t max)

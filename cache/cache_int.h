@@ -86,6 +86,41 @@ size_t cache_keypart(unsigned char *out, const char *s, size_t max);
 /* true if a block validated at validated_s is expired at now (ttl 0: never). */
 bool cache_expired(int64_t now, int64_t validated_s, unsigned ttl_sec);
 
+/* A cursor over one db in a transaction of its own, walked in key order:
+ *	if ((rc = cache_walk_begin(c, MDB_RDONLY, &w)) ||
+ *	    (rc = cache_walk_open(&w, c->db_blocks, NULL, 0)))
+ *		goto out;
+ *	while (cache_walk_next(&w, &k, &v))
+ *		...;  (a write walk may mdb_cursor_del(w.cur, 0) or mdb_cursor_put(w.cur, ...))
+ *	if (w.mrc != MDB_NOTFOUND) ...;  (the cursor failed)
+ *	rc = cache_walk_commit(&w);      (a write walk)
+ * out:
+ *	cache_walk_end(&w);
+ * A walk belongs to the thread that began it (LMDB: a write txn is not shared). */
+struct cache_walk {
+	MDB_txn *txn;             /* NULL before begin and once committed or ended */
+	MDB_cursor *cur;          /* NULL until opened and once closed */
+	const void *prefix;       /* only keys starting with these plen bytes; NULL: every key */
+	size_t plen;
+	bool started;
+	int mrc;                  /* last mdb_cursor_get: 0, MDB_NOTFOUND past the last record
+				   * (or the last one with the prefix), else an LMDB error */
+};
+/* Begins a transaction (txn_flags 0 or MDB_RDONLY); w need not be initialised. The caller
+ * may use w->txn for other operations before and after cache_walk_open. 0 or -errno; on
+ * error too, cache_walk_end(w) is the cleanup. */
+int cache_walk_begin(struct cache *c, unsigned txn_flags, struct cache_walk *w);
+/* Opens the cursor on dbi; the walk starts at the first key starting with prefix (plen
+ * bytes, owned by the caller for the whole walk), or at the first key if prefix is NULL. */
+int cache_walk_open(struct cache_walk *w, MDB_dbi dbi, const void *prefix, size_t plen);
+/* Moves to the next record (the first one on the first call) into *k, *v (valid until the
+ * next call or the end of the transaction); false at the end or on error (see w->mrc). */
+bool cache_walk_next(struct cache_walk *w, MDB_val *k, MDB_val *v);
+/* Closes the cursor and commits. 0 or -errno. */
+int cache_walk_commit(struct cache_walk *w);
+/* Closes the cursor and aborts the transaction, if still open. */
+void cache_walk_end(struct cache_walk *w);
+
 #define CACHE_KEYPART_MAX 256 /* object keys longer than this are hashed in index keys */
 #define CACHE_ETAGPART_MAX 128
 /* keypart 0 etagpart 0 u64: 394 bytes, under LMDB's 511-byte key limit */
@@ -104,6 +139,8 @@ void cache_blk_unlink(struct cache *c, uint64_t fid);
 int cache_blk_sweep(struct cache *c, const uint64_t *live, size_t n);
 
 /* index.c — block index, read path */
+/* Decodes a db "blocks" value into *r: 0, or -EBADMSG if its size or version is wrong. */
+int cache_blkrec_decode(const MDB_val *v, struct cache_blkrec *r);
 int cache_index_load(struct cache *c); /* at open: counters, next_fid, sweep */
 int cache_touch_flush(struct cache *c);
 void cache_inflight_free_all(struct cache *c);
@@ -135,6 +172,7 @@ int cache_meta_count(struct cache *c, uint64_t *n); /* entries of db "meta" */
 void cache_stats_file_write(struct cache *c, bool force);
 
 /* journal.c */
+void cache_journal_key(uint64_t id, unsigned char out[8]); /* db "journal" key: id, big-endian */
 int cache_journal_recover(struct cache *c);      /* at open: drops uncommitted entries */
 int cache_journal_usage(struct cache *c, uint64_t *entries, uint64_t *bytes);
 

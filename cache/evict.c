@@ -53,18 +53,16 @@ static uint64_t low_water(const struct cache *c)
  * victim in v (sorted by fid). */
 static int scan(struct cache *c, struct victim **all, size_t *n, struct victim *v, size_t nv)
 {
-	MDB_txn *txn = NULL;
-	MDB_cursor *cur = NULL;
+	struct cache_walk w;
 	MDB_val k, d;
 	struct cache_blkrec r;
 	size_t cap = 0;
-	int rc, mrc;
+	int rc;
 
-	if ((rc = cache_mdb_errno(mdb_txn_begin(c->env, NULL, MDB_RDONLY, &txn))) ||
-	    (rc = cache_mdb_errno(mdb_cursor_open(txn, c->db_blocks, &cur))))
+	if ((rc = cache_walk_begin(c, MDB_RDONLY, &w)) ||
+	    (rc = cache_walk_open(&w, c->db_blocks, NULL, 0)))
 		goto out;
-	for (mrc = mdb_cursor_get(cur, &k, &d, MDB_FIRST); mrc == 0;
-	     mrc = mdb_cursor_get(cur, &k, &d, MDB_NEXT)) {
+	while (cache_walk_next(&w, &k, &d)) {
 		if (d.mv_size != sizeof(r))
 			continue;
 		memcpy(&r, d.mv_data, sizeof(r));
@@ -93,10 +91,7 @@ static int scan(struct cache *c, struct victim **all, size_t *n, struct victim *
 		hit->klen = k.mv_size;
 	}
 out:
-	if (cur)
-		mdb_cursor_close(cur);
-	if (txn)
-		mdb_txn_abort(txn);
+	cache_walk_end(&w);
 	return rc;
 }
 
@@ -131,28 +126,42 @@ static int evict_pass(struct cache *c, uint64_t target, int64_t cutoff_s, uint64
 	if ((rc = scan(c, NULL, NULL, all, nv)))
 		goto out;
 
-	if ((rc = cache_mdb_errno(mdb_txn_begin(c->env, NULL, 0, &txn))))
-		goto out;
-	freed = 0;
-	for (size_t i = 0; i < nv; i++) {
-		MDB_val k = { all[i].klen, all[i].key }, d;
-		struct cache_blkrec r;
+	for (int attempt = 0;; attempt++) {
+		if ((rc = cache_mdb_errno(mdb_txn_begin(c->env, NULL, 0, &txn))))
+			break;
+		freed = 0;
+		ndel = 0;
+		for (size_t i = 0; i < nv && rc == 0; i++) {
+			MDB_val k = { all[i].klen, all[i].key }, d;
+			struct cache_blkrec r;
 
-		if (!all[i].key || mdb_get(txn, c->db_blocks, &k, &d) || d.mv_size != sizeof(r))
-			goto skip;
-		memcpy(&r, d.mv_data, sizeof(r));
-		if (r.fid != all[i].fid || r.used_s != all[i].used_s)
-			goto skip; /* re-stored or used since the scan */
-		if ((rc = cache_mdb_errno(mdb_del(txn, c->db_blocks, &k, NULL))))
-			goto out;
-		freed += r.len;
-		ndel++;
-		continue;
+			if (!all[i].key || mdb_get(txn, c->db_blocks, &k, &d) ||
+			    d.mv_size != sizeof(r))
+				goto skip;
+			memcpy(&r, d.mv_data, sizeof(r));
+			if (r.fid != all[i].fid || r.used_s != all[i].used_s)
+				goto skip; /* re-stored or used since the scan */
+			if ((rc = cache_mdb_errno(mdb_del(txn, c->db_blocks, &k, NULL))))
+				break;
+			freed += r.len;
+			ndel++;
+			continue;
 skip:
-		all[i].fid = UINT64_MAX; /* not deleted: keep its file */
+			all[i].fid = UINT64_MAX; /* not deleted: keep its file */
+		}
+		if (rc == 0)
+			rc = cache_mdb_errno(mdb_txn_commit(txn));
+		else
+			mdb_txn_abort(txn);
+		txn = NULL;
+		if (rc != -ENOSPC || attempt > 0)
+			break;
+		/* the disk is too full even to record the eviction: free the block files
+		 * first (a block whose file is gone is dropped when read), then record it */
+		for (size_t i = 0; i < nv; i++)
+			if (all[i].fid != UINT64_MAX)
+				cache_blk_unlink(c, all[i].fid);
 	}
-	rc = cache_mdb_errno(mdb_txn_commit(txn));
-	txn = NULL;
 	if (rc)
 		goto out;
 	for (size_t i = 0; i < nv; i++)

@@ -65,7 +65,7 @@ static void bkey_block(struct bkey *k, uint64_t blk)
 	k->len = k->ver_len + 8;
 }
 
-static int rec_decode(const MDB_val *v, struct cache_blkrec *r)
+int cache_blkrec_decode(const MDB_val *v, struct cache_blkrec *r)
 {
 	if (v->mv_size != sizeof(*r))
 		return -EBADMSG;
@@ -96,7 +96,7 @@ static int index_get(struct cache *c, const unsigned char *key, size_t klen,
 	if ((rc = mdb_txn_begin(c->env, NULL, MDB_RDONLY, &txn)))
 		return cache_mdb_errno(rc);
 	rc = mdb_get(txn, c->db_blocks, &k, &v);
-	rc = rc ? cache_mdb_errno(rc) : rec_decode(&v, r);
+	rc = rc ? cache_mdb_errno(rc) : cache_blkrec_decode(&v, r);
 	mdb_txn_abort(txn);
 	return rc;
 }
@@ -114,7 +114,7 @@ static void index_drop(struct cache *c, const unsigned char *key, size_t klen, u
 	if ((rc = mdb_txn_begin(c->env, NULL, 0, &txn)))
 		goto out;
 	rc = mdb_get(txn, c->db_blocks, &k, &v);
-	if (rc == 0 && rec_decode(&v, &r) < 0)
+	if (rc == 0 && cache_blkrec_decode(&v, &r) < 0)
 		bad = true;
 	if (rc || (!bad && fid != UINT64_MAX && r.fid != fid)) {
 		mdb_txn_abort(txn);
@@ -144,22 +144,18 @@ void cache_index_drop(struct cache *c, const unsigned char *key, size_t klen, ui
 /* Drops every record whose key starts with prefix, and their files. */
 static int index_drop_prefix(struct cache *c, const unsigned char *prefix, size_t plen)
 {
-	MDB_txn *txn = NULL;
-	MDB_cursor *cur = NULL;
-	MDB_val k = { plen, (void *)prefix }, v;
+	struct cache_walk w;
+	MDB_val k, v;
 	struct cache_blkrec r;
 	uint64_t *fids = NULL, bytes = 0;
 	size_t n = 0, cap = 0;
-	int rc, mrc;
+	int rc;
 
-	if ((rc = cache_mdb_errno(mdb_txn_begin(c->env, NULL, 0, &txn))) ||
-	    (rc = cache_mdb_errno(mdb_cursor_open(txn, c->db_blocks, &cur))))
+	if ((rc = cache_walk_begin(c, 0, &w)) ||
+	    (rc = cache_walk_open(&w, c->db_blocks, prefix, plen)))
 		goto out;
-	for (mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); mrc == 0;
-	     mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-		if (k.mv_size < plen || memcmp(k.mv_data, prefix, plen) != 0)
-			break;
-		if (rec_decode(&v, &r) == 0) {
+	while (cache_walk_next(&w, &k, &v)) {
+		if (cache_blkrec_decode(&v, &r) == 0) {
 			if (n == cap) {
 				uint64_t *nf = realloc(fids, (cap = cap ? 2 * cap : 16) * sizeof(*fids));
 				if (!nf) {
@@ -171,25 +167,18 @@ static int index_drop_prefix(struct cache *c, const unsigned char *prefix, size_
 			fids[n++] = r.fid;
 			bytes += r.len;
 		}
-		if ((rc = cache_mdb_errno(mdb_cursor_del(cur, 0))))
+		if ((rc = cache_mdb_errno(mdb_cursor_del(w.cur, 0))))
 			goto out;
 	}
-	if (mrc && mrc != MDB_NOTFOUND && (rc = cache_mdb_errno(mrc)))
+	if (w.mrc != MDB_NOTFOUND && (rc = cache_mdb_errno(w.mrc)))
 		goto out;
-	mdb_cursor_close(cur);
-	cur = NULL;
-	rc = cache_mdb_errno(mdb_txn_commit(txn));
-	txn = NULL;
-	if (rc)
+	if ((rc = cache_walk_commit(&w)))
 		goto out;
 	for (size_t i = 0; i < n; i++)
 		cache_blk_unlink(c, fids[i]);
 	account(c, -(int64_t)n, -(int64_t)bytes);
 out:
-	if (cur)
-		mdb_cursor_close(cur);
-	if (txn)
-		mdb_txn_abort(txn);
+	cache_walk_end(&w);
 	free(fids);
 	return rc;
 }
@@ -197,37 +186,27 @@ out:
 /* Marks every block of a version as validated now. */
 static int index_revalidated(struct cache *c, const unsigned char *prefix, size_t plen)
 {
-	MDB_txn *txn = NULL;
-	MDB_cursor *cur = NULL;
-	MDB_val k = { plen, (void *)prefix }, v;
+	struct cache_walk w;
+	MDB_val k, v;
 	struct cache_blkrec r;
 	int64_t now = c->now();
-	int rc, mrc;
+	int rc;
 
-	if ((rc = cache_mdb_errno(mdb_txn_begin(c->env, NULL, 0, &txn))) ||
-	    (rc = cache_mdb_errno(mdb_cursor_open(txn, c->db_blocks, &cur))))
+	if ((rc = cache_walk_begin(c, 0, &w)) ||
+	    (rc = cache_walk_open(&w, c->db_blocks, prefix, plen)))
 		goto out;
-	for (mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); mrc == 0;
-	     mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-		if (k.mv_size < plen || memcmp(k.mv_data, prefix, plen) != 0)
-			break;
-		if (rec_decode(&v, &r) < 0)
+	while (cache_walk_next(&w, &k, &v)) {
+		if (cache_blkrec_decode(&v, &r) < 0)
 			continue;
 		r.validated_s = now;
 		v.mv_size = sizeof(r);
 		v.mv_data = &r;
-		if ((rc = cache_mdb_errno(mdb_cursor_put(cur, &k, &v, MDB_CURRENT))))
+		if ((rc = cache_mdb_errno(mdb_cursor_put(w.cur, &k, &v, MDB_CURRENT))))
 			goto out;
 	}
-	mdb_cursor_close(cur);
-	cur = NULL;
-	rc = cache_mdb_errno(mdb_txn_commit(txn));
-	txn = NULL;
+	rc = cache_walk_commit(&w);
 out:
-	if (cur)
-		mdb_cursor_close(cur);
-	if (txn)
-		mdb_txn_abort(txn);
+	cache_walk_end(&w);
 	return rc;
 }
 
@@ -249,7 +228,7 @@ static int index_put(struct cache *c, const struct bkey *bk, uint64_t fid, uint3
 	r.fetched_ns = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 	if ((rc = cache_mdb_errno(mdb_txn_begin(c->env, NULL, 0, &txn))))
 		goto out;
-	if (mdb_get(txn, c->db_blocks, &k, &v) == 0 && rec_decode(&v, &old) == 0)
+	if (mdb_get(txn, c->db_blocks, &k, &v) == 0 && cache_blkrec_decode(&v, &old) == 0)
 		had_old = true;
 	v.mv_size = sizeof(r);
 	v.mv_data = &r;
@@ -326,7 +305,7 @@ int cache_touch_flush(struct cache *c)
 		MDB_val k = { t[i].klen, t[i].key }, v;
 		struct cache_blkrec r;
 
-		if (mdb_get(txn, c->db_blocks, &k, &v) || rec_decode(&v, &r) ||
+		if (mdb_get(txn, c->db_blocks, &k, &v) || cache_blkrec_decode(&v, &r) ||
 		    r.fid != t[i].fid || r.used_s >= t[i].used_s)
 			continue;
 		r.used_s = t[i].used_s;
@@ -842,27 +821,22 @@ static int cmp_u64(const void *a, const void *b)
 /* Read-only open: counts blocks and bytes, nothing else. */
 static int index_count(struct cache *c)
 {
-	MDB_txn *txn = NULL;
-	MDB_cursor *cur = NULL;
+	struct cache_walk w;
 	MDB_val k, v;
 	struct cache_blkrec r;
-	int rc, mrc;
+	int rc;
 
-	if ((rc = cache_mdb_errno(mdb_txn_begin(c->env, NULL, MDB_RDONLY, &txn))) ||
-	    (rc = cache_mdb_errno(mdb_cursor_open(txn, c->db_blocks, &cur))))
+	if ((rc = cache_walk_begin(c, MDB_RDONLY, &w)) ||
+	    (rc = cache_walk_open(&w, c->db_blocks, NULL, 0)))
 		goto out;
-	for (mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); mrc == 0;
-	     mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-		if (rec_decode(&v, &r) < 0)
+	while (cache_walk_next(&w, &k, &v)) {
+		if (cache_blkrec_decode(&v, &r) < 0)
 			continue;
 		c->blocks++;
 		c->bytes += r.len;
 	}
 out:
-	if (cur)
-		mdb_cursor_close(cur);
-	if (txn)
-		mdb_txn_abort(txn);
+	cache_walk_end(&w);
 	return rc;
 }
 
@@ -871,8 +845,7 @@ out:
  * Read-only: only counts. */
 int cache_index_load(struct cache *c)
 {
-	MDB_txn *txn = NULL;
-	MDB_cursor *cur = NULL;
+	struct cache_walk w;
 	MDB_val bk = { sizeof("block_size") - 1, "block_size" }, k, v;
 	struct cache_blkrec r;
 	uint64_t *fids = NULL, maxfid = 0;
@@ -881,29 +854,28 @@ int cache_index_load(struct cache *c)
 
 	if (c->rdonly)
 		return index_count(c);
-	if ((rc = cache_mdb_errno(mdb_txn_begin(c->env, NULL, 0, &txn))))
+	if ((rc = cache_walk_begin(c, 0, &w)))
 		goto out;
-	mrc = mdb_get(txn, c->db_misc, &bk, &v);
+	mrc = mdb_get(w.txn, c->db_misc, &bk, &v);
 	if (mrc == 0 && (v.mv_size != sizeof(uint64_t) || memcmp(v.mv_data, &c->block_size, 8))) {
 		bfs_log(BFS_LOG_INFO, "cache: block size changed, dropping cached blocks");
-		if ((rc = cache_mdb_errno(mdb_drop(txn, c->db_blocks, 0))))
+		if ((rc = cache_mdb_errno(mdb_drop(w.txn, c->db_blocks, 0))))
 			goto out;
 		mrc = MDB_NOTFOUND;
 	}
 	if (mrc == MDB_NOTFOUND) {
 		v.mv_size = sizeof(c->block_size);
 		v.mv_data = &c->block_size;
-		if ((rc = cache_mdb_errno(mdb_put(txn, c->db_misc, &bk, &v, 0))))
+		if ((rc = cache_mdb_errno(mdb_put(w.txn, c->db_misc, &bk, &v, 0))))
 			goto out;
 	} else if (mrc && (rc = cache_mdb_errno(mrc))) {
 		goto out;
 	}
-	if ((rc = cache_mdb_errno(mdb_cursor_open(txn, c->db_blocks, &cur))))
+	if ((rc = cache_walk_open(&w, c->db_blocks, NULL, 0)))
 		goto out;
-	for (mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); mrc == 0;
-	     mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-		if (rec_decode(&v, &r) < 0) {
-			if ((rc = cache_mdb_errno(mdb_cursor_del(cur, 0))))
+	while (cache_walk_next(&w, &k, &v)) {
+		if (cache_blkrec_decode(&v, &r) < 0) {
+			if ((rc = cache_mdb_errno(mdb_cursor_del(w.cur, 0))))
 				goto out;
 			continue;
 		}
@@ -920,22 +892,20 @@ int cache_index_load(struct cache *c)
 		if (r.fid > maxfid)
 			maxfid = r.fid;
 	}
+	/* the sweep deletes every block file not in fids: only with the complete list */
+	if (w.mrc != MDB_NOTFOUND) {
+		rc = cache_mdb_errno(w.mrc ? w.mrc : MDB_CORRUPTED);
+		goto out;
+	}
 	c->blocks = n;
 	c->next_fid = maxfid + 1;
-	mdb_cursor_close(cur);
-	cur = NULL;
-	rc = cache_mdb_errno(mdb_txn_commit(txn));
-	txn = NULL;
-	if (rc)
+	if ((rc = cache_walk_commit(&w)))
 		goto out;
 	if (n)
 		qsort(fids, n, sizeof(*fids), cmp_u64);
 	rc = cache_blk_sweep(c, fids, n);
 out:
-	if (cur)
-		mdb_cursor_close(cur);
-	if (txn)
-		mdb_txn_abort(txn);
+	cache_walk_end(&w);
 	free(fids);
 	return rc;
 }

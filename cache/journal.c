@@ -36,7 +36,7 @@ struct jrec_head {
 	uint64_t size;
 };
 
-static void id_key(uint64_t id, unsigned char out[8])
+void cache_journal_key(uint64_t id, unsigned char out[8])
 {
 	for (int i = 7; i >= 0; i--, id >>= 8)
 		out[i] = (unsigned char)id;
@@ -148,7 +148,7 @@ static int record_created(struct cache *c, uint64_t *id)
 		goto out;
 	if ((rc = jrec_encode(JREC_CREATED, NULL, &jv)))
 		goto out;
-	id_key(*id, idk);
+	cache_journal_key(*id, idk);
 	jk.mv_size = 8;
 	jk.mv_data = idk;
 	if ((rc = cache_mdb_errno(mdb_put(txn, c->db_journal, &jk, &jv, 0))))
@@ -170,7 +170,7 @@ static int record_delete(struct cache *c, uint64_t id)
 	MDB_val k = { 8, idk };
 	int rc;
 
-	id_key(id, idk);
+	cache_journal_key(id, idk);
 	if ((rc = mdb_txn_begin(c->env, NULL, 0, &txn)))
 		return cache_mdb_errno(rc);
 	if ((rc = mdb_del(txn, c->db_journal, &k, NULL))) {
@@ -237,7 +237,7 @@ int cache_dirty_commit(struct cache *c, const struct cache_dirty *d)
 	/* 2. the record */
 	if ((rc = jrec_encode(JREC_COMMITTED, d, &nv)))
 		goto out;
-	id_key(d->id, idk);
+	cache_journal_key(d->id, idk);
 	if ((rc = cache_mdb_errno(mdb_txn_begin(c->env, NULL, 0, &txn))))
 		goto out;
 	if ((rc = cache_mdb_errno(mdb_get(txn, c->db_journal, &k, &v))) ||
@@ -275,20 +275,18 @@ int cache_dirty_remove(struct cache *c, uint64_t id)
 
 int cache_dirty_list(struct cache *c, struct cache_dirty **out, size_t *n)
 {
-	MDB_txn *txn = NULL;
-	MDB_cursor *cur = NULL;
+	struct cache_walk w;
 	MDB_val k, v;
 	struct cache_dirty *arr = NULL, d;
 	size_t cnt = 0, cap = 0;
-	int rc, mrc;
+	int rc;
 
 	*out = NULL;
 	*n = 0;
-	if ((rc = cache_mdb_errno(mdb_txn_begin(c->env, NULL, MDB_RDONLY, &txn))) ||
-	    (rc = cache_mdb_errno(mdb_cursor_open(txn, c->db_journal, &cur))))
+	if ((rc = cache_walk_begin(c, MDB_RDONLY, &w)) ||
+	    (rc = cache_walk_open(&w, c->db_journal, NULL, 0)))
 		goto out;
-	for (mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); mrc == 0;
-	     mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+	while (cache_walk_next(&w, &k, &v)) {
 		int st = jrec_decode(&k, &v, &d);
 		if (st == -ENOMEM) {
 			rc = st;
@@ -313,13 +311,10 @@ int cache_dirty_list(struct cache *c, struct cache_dirty **out, size_t *n)
 		}
 		arr[cnt++] = d;
 	}
-	if (mrc != MDB_NOTFOUND)
-		rc = cache_mdb_errno(mrc);
+	if (w.mrc != MDB_NOTFOUND)
+		rc = cache_mdb_errno(w.mrc);
 out:
-	if (cur)
-		mdb_cursor_close(cur);
-	if (txn)
-		mdb_txn_abort(txn);
+	cache_walk_end(&w);
 	if (rc) {
 		for (size_t i = 0; i < cnt; i++)
 			cache_dirty_free(&arr[i]);
@@ -335,21 +330,19 @@ out:
  * have no record (a crash during cache_dirty_remove or before a record was written). */
 int cache_journal_recover(struct cache *c)
 {
+	struct cache_walk w;
 	MDB_txn *txn = NULL;
-	MDB_cursor *cur = NULL;
 	MDB_val k, v;
 	char path[4096];
 	uint64_t *ids = NULL;
 	size_t n = 0, cap = 0, orphans = 0;
 	DIR *d = NULL;
 	struct dirent *e;
-	int rc, mrc;
+	int rc;
 
-	if ((rc = cache_mdb_errno(mdb_txn_begin(c->env, NULL, 0, &txn))) ||
-	    (rc = cache_mdb_errno(mdb_cursor_open(txn, c->db_journal, &cur))))
+	if ((rc = cache_walk_begin(c, 0, &w)) || (rc = cache_walk_open(&w, c->db_journal, NULL, 0)))
 		goto out;
-	for (mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); mrc == 0;
-	     mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+	while (cache_walk_next(&w, &k, &v)) {
 		if (jrec_decode(&k, &v, NULL) == JREC_COMMITTED)
 			continue;
 		if (n == cap) {
@@ -361,16 +354,12 @@ int cache_journal_recover(struct cache *c)
 			ids = na;
 		}
 		ids[n++] = key_id(&k);
-		if ((rc = cache_mdb_errno(mdb_cursor_del(cur, 0))))
+		if ((rc = cache_mdb_errno(mdb_cursor_del(w.cur, 0))))
 			goto out;
 	}
-	if (mrc != MDB_NOTFOUND && (rc = cache_mdb_errno(mrc)))
+	if (w.mrc != MDB_NOTFOUND && (rc = cache_mdb_errno(w.mrc)))
 		goto out;
-	mdb_cursor_close(cur);
-	cur = NULL;
-	rc = cache_mdb_errno(mdb_txn_commit(txn));
-	txn = NULL;
-	if (rc)
+	if ((rc = cache_walk_commit(&w)))
 		goto out;
 	for (size_t i = 0; i < n; i++) {
 		cache_dirty_path(c, ids[i], path, sizeof(path));
@@ -396,7 +385,7 @@ int cache_journal_recover(struct cache *c)
 		errno = 0;
 		id = strtoull(e->d_name, &end, 16);
 		if (errno == 0 && *end == '\0' && end - e->d_name == 16) {
-			id_key(id, idk);
+			cache_journal_key(id, idk);
 			k.mv_size = 8;
 			k.mv_data = idk;
 			if (mdb_get(txn, c->db_journal, &k, &v) == 0)
@@ -410,8 +399,7 @@ int cache_journal_recover(struct cache *c)
 out:
 	if (d)
 		closedir(d);
-	if (cur)
-		mdb_cursor_close(cur);
+	cache_walk_end(&w);
 	if (txn)
 		mdb_txn_abort(txn);
 	free(ids);
@@ -420,28 +408,23 @@ out:
 
 int cache_journal_usage(struct cache *c, uint64_t *entries, uint64_t *bytes)
 {
-	MDB_txn *txn = NULL;
-	MDB_cursor *cur = NULL;
+	struct cache_walk w;
 	MDB_val k, v;
 	char path[4096];
 	struct stat st;
-	int rc, mrc;
+	int rc;
 
 	*entries = *bytes = 0;
-	if ((rc = cache_mdb_errno(mdb_txn_begin(c->env, NULL, MDB_RDONLY, &txn))) ||
-	    (rc = cache_mdb_errno(mdb_cursor_open(txn, c->db_journal, &cur))))
+	if ((rc = cache_walk_begin(c, MDB_RDONLY, &w)) ||
+	    (rc = cache_walk_open(&w, c->db_journal, NULL, 0)))
 		goto out;
-	for (mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); mrc == 0;
-	     mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+	while (cache_walk_next(&w, &k, &v)) {
 		(*entries)++;
 		cache_dirty_path(c, key_id(&k), path, sizeof(path));
 		if (stat(path, &st) == 0)
 			*bytes += (uint64_t)st.st_size;
 	}
 out:
-	if (cur)
-		mdb_cursor_close(cur);
-	if (txn)
-		mdb_txn_abort(txn);
+	cache_walk_end(&w);
 	return rc;
 }

@@ -8,10 +8,10 @@
 #include <cmocka.h>
 
 #include "cache/cache_int.h"
+#include "tests/unit/cache_test_util.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,22 +41,23 @@ struct fixture {
 	struct cache *c;
 };
 
-static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *f)
+static void reopen(struct fixture *fx, unsigned flags)
 {
-	(void)st; (void)flag; (void)f;
-	return remove(p);
+	struct cache_config cfg = { .dir = fx->dir, .block_size = BS, .size_cap = 1 << 30,
+				    .flags = flags };
+
+	cache_close(fx->c);
+	fx->c = NULL;
+	assert_int_equal(cache_open(&cfg, &fx->c), 0);
+	fx->c->now = fake_clock;
 }
 
 static int setup(void **state)
 {
 	struct fixture *fx = calloc(1, sizeof(*fx));
-	struct cache_config cfg = { .block_size = BS, .size_cap = 1 << 30 };
 
-	strcpy(fx->dir, "/tmp/test_cache_admin.XXXXXX");
-	assert_non_null(mkdtemp(fx->dir));
-	cfg.dir = fx->dir;
-	assert_int_equal(cache_open(&cfg, &fx->c), 0);
-	fx->c->now = fake_clock;
+	cache_test_mkdtemp(fx->dir, sizeof(fx->dir), "test_cache_admin");
+	reopen(fx, 0);
 	for (size_t i = 0; i < sizeof(data); i++)
 		data[i] = (unsigned char)(i * 31 + i / BS);
 	fetches = 0;
@@ -68,10 +69,7 @@ static int teardown(void **state)
 {
 	struct fixture *fx = *state;
 
-	cache_close(fx->c);
-	nftw(fx->dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
-	free(fx);
-	return 0;
+	return cache_test_fixture_free(fx, fx->c, fx->dir);
 }
 
 static void read_block(struct cache *c, int b)
@@ -81,17 +79,6 @@ static void read_block(struct cache *c, int b)
 	assert_int_equal(cache_read(c, "obj", "e", sizeof(data), (uint64_t)b * BS, BS, buf, fetch,
 				    NULL), BS);
 	assert_memory_equal(buf, data + (size_t)b * BS, BS);
-}
-
-static void reopen(struct fixture *fx, unsigned flags)
-{
-	struct cache_config cfg = { .dir = fx->dir, .block_size = BS, .size_cap = 1 << 30,
-				    .flags = flags };
-
-	cache_close(fx->c);
-	fx->c = NULL;
-	assert_int_equal(cache_open(&cfg, &fx->c), 0);
-	fx->c->now = fake_clock;
 }
 
 static void corrupt_block(struct cache *c, uint64_t fid)

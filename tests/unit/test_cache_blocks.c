@@ -5,29 +5,23 @@
 #include <cmocka.h>
 
 #include "cache/cache_int.h"
+#include "tests/unit/cache_test_util.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *f)
-{
-	(void)st; (void)flag; (void)f;
-	return remove(p);
-}
-
 static int setup(void **state)
 {
-	char tmpl[] = "/tmp/test_cache_blocks.XXXXXX";
+	char tmpl[64];
 	struct cache_config cfg = { .block_size = 4096, .size_cap = 1 << 20 };
 	struct cache *c;
 
-	assert_non_null(mkdtemp(tmpl));
+	cache_test_mkdtemp(tmpl, sizeof(tmpl), "test_cache_blocks");
 	cfg.dir = tmpl;
 	assert_int_equal(cache_open(&cfg, &c), 0);
 	*state = c;
@@ -40,7 +34,7 @@ static int teardown(void **state)
 	char *dir = strdup(c->dir);
 
 	cache_close(c);
-	nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	cache_test_rmtree(dir);
 	free(dir);
 	return 0;
 }

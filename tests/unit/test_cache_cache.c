@@ -6,9 +6,9 @@
 #include <cmocka.h>
 
 #include "cache/cache_int.h"
+#include "tests/unit/cache_test_util.h"
 
 #include <errno.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,24 +19,17 @@
 
 static char dir[64];
 
-static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *f)
-{
-	(void)st; (void)flag; (void)f;
-	return remove(p);
-}
-
 static int setup(void **state)
 {
 	(void)state;
-	strcpy(dir, "/tmp/test_cache_cache.XXXXXX");
-	assert_non_null(mkdtemp(dir));
+	cache_test_mkdtemp(dir, sizeof(dir), "test_cache_cache");
 	return 0;
 }
 
 static int teardown(void **state)
 {
 	(void)state;
-	nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	cache_test_rmtree(dir);
 	return 0;
 }
 

@@ -6,9 +6,9 @@
 #include <cmocka.h>
 
 #include "cache/cache_int.h"
+#include "tests/unit/cache_test_util.h"
 
 #include <errno.h>
-#include <ftw.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,19 +44,12 @@ struct fixture {
 	struct src s;
 };
 
-static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *f)
-{
-	(void)st; (void)flag; (void)f;
-	return remove(p);
-}
-
 static int setup(void **state)
 {
 	struct fixture *fx = calloc(1, sizeof(*fx));
 	struct cache_config cfg = { .block_size = BS, .size_cap = 10 * BS };
 
-	strcpy(fx->dir, "/tmp/test_cache_evict.XXXXXX");
-	assert_non_null(mkdtemp(fx->dir));
+	cache_test_mkdtemp(fx->dir, sizeof(fx->dir), "test_cache_evict");
 	cfg.dir = fx->dir;
 	assert_int_equal(cache_open(&cfg, &fx->c), 0);
 	fx->c->now = fake_clock;
@@ -70,10 +63,7 @@ static int teardown(void **state)
 {
 	struct fixture *fx = *state;
 
-	cache_close(fx->c);
-	nftw(fx->dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
-	free(fx);
-	return 0;
+	return cache_test_fixture_free(fx, fx->c, fx->dir);
 }
 
 static void read_block(struct fixture *fx, int b)

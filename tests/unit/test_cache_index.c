@@ -6,11 +6,11 @@
 #include <cmocka.h>
 
 #include "cache/cache_int.h"
+#include "tests/unit/cache_test_util.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
@@ -95,12 +95,6 @@ struct fixture {
 	unsigned ttl;
 };
 
-static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *f)
-{
-	(void)st; (void)flag; (void)f;
-	return remove(p);
-}
-
 static void fx_open(struct fixture *fx)
 {
 	struct cache_config cfg = { .dir = fx->dir, .block_size = BS, .size_cap = 64 << 20,
@@ -114,8 +108,7 @@ static int setup_ttl(void **state, unsigned ttl)
 {
 	struct fixture *fx = calloc(1, sizeof(*fx));
 
-	strcpy(fx->dir, "/tmp/test_cache_index.XXXXXX");
-	assert_non_null(mkdtemp(fx->dir));
+	cache_test_mkdtemp(fx->dir, sizeof(fx->dir), "test_cache_index");
 	fx->ttl = ttl;
 	fx_open(fx);
 	*state = fx;
@@ -129,10 +122,7 @@ static int teardown(void **state)
 {
 	struct fixture *fx = *state;
 
-	cache_close(fx->c);
-	nftw(fx->dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
-	free(fx);
-	return 0;
+	return cache_test_fixture_free(fx, fx->c, fx->dir);
 }
 
 /* Reads [off, off+len) through the cache and checks the bytes against the source. */

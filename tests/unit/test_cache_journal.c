@@ -5,11 +5,11 @@
 #include <cmocka.h>
 
 #include "cache/cache.h"
+#include "tests/unit/cache_test_util.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,12 +20,6 @@ struct fixture {
 	char dir[64];
 	struct cache *c;
 };
-
-static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *f)
-{
-	(void)st; (void)flag; (void)f;
-	return remove(p);
-}
 
 static void reopen(struct fixture *fx)
 {
@@ -40,8 +34,7 @@ static int setup(void **state)
 {
 	struct fixture *fx = calloc(1, sizeof(*fx));
 
-	strcpy(fx->dir, "/tmp/test_cache_journal.XXXXXX");
-	assert_non_null(mkdtemp(fx->dir));
+	cache_test_mkdtemp(fx->dir, sizeof(fx->dir), "test_cache_journal");
 	reopen(fx);
 	*state = fx;
 	return 0;
@@ -51,10 +44,7 @@ static int teardown(void **state)
 {
 	struct fixture *fx = *state;
 
-	cache_close(fx->c);
-	nftw(fx->dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
-	free(fx);
-	return 0;
+	return cache_test_fixture_free(fx, fx->c, fx->dir);
 }
 
 static uint64_t create_with(struct cache *c, const char *data)

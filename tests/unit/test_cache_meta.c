@@ -5,9 +5,9 @@
 #include <cmocka.h>
 
 #include "cache/cache.h"
+#include "tests/unit/cache_test_util.h"
 
 #include <errno.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,12 +17,6 @@ struct fixture {
 	char dir[64];
 	struct cache *c;
 };
-
-static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *f)
-{
-	(void)st; (void)flag; (void)f;
-	return remove(p);
-}
 
 static void fx_open(struct fixture *fx)
 {
@@ -35,8 +29,7 @@ static int setup(void **state)
 {
 	struct fixture *fx = calloc(1, sizeof(*fx));
 
-	strcpy(fx->dir, "/tmp/test_cache_meta.XXXXXX");
-	assert_non_null(mkdtemp(fx->dir));
+	cache_test_mkdtemp(fx->dir, sizeof(fx->dir), "test_cache_meta");
 	fx_open(fx);
 	*state = fx;
 	return 0;
@@ -46,10 +39,7 @@ static int teardown(void **state)
 {
 	struct fixture *fx = *state;
 
-	cache_close(fx->c);
-	nftw(fx->dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
-	free(fx);
-	return 0;
+	return cache_test_fixture_free(fx, fx->c, fx->dir);
 }
 
 static const struct timespec T1 = { 1700000000, 123000000 };
