@@ -191,7 +191,8 @@ int bfs_listing_fetch(struct bfs_fs *fs, struct bfs_inode *dir, struct bfs_listi
 				continue;
 			/* reading i's dirty state without its lock is a hint only: a stale answer
 			 * just lists a name that S3 lists anyway */
-			if (i->stage_fd >= 0 || i->uploading)
+			if (__atomic_load_n(&i->stage_fd, __ATOMIC_RELAXED) >= 0 ||
+			    __atomic_load_n(&i->uploading, __ATOMIC_RELAXED))
 				rc = bfs_listing_add(l, i->name, S_ISDIR(i->st.st_mode));
 		}
 	}
