@@ -258,6 +258,16 @@ out:
 		fuse_reply_write(req, (size_t)n);
 }
 
+/* An upload's failure as the writer sees it: the server kept rejecting our bytes (BadDigest,
+ * ETag mismatch) or kept failing is EIO; "no such bucket", "access denied" and the like
+ * keep their meaning. */
+static int upload_errno(int rc)
+{
+	return rc == -EBADMSG || rc == -ECONNRESET || rc == -ETIMEDOUT || rc == -EHOSTUNREACH
+		       ? -EIO
+		       : rc;
+}
+
 /* Makes ino's changes durable: in the journal, and in S3 when sync or -o sync_close. */
 static int persist(struct bfs_fs *fs, struct bfs_inode *ino, bool sync)
 {
@@ -270,7 +280,7 @@ static int persist(struct bfs_fs *fs, struct bfs_inode *ino, bool sync)
 	if (rc || !dirty)
 		return rc;
 	if (sync || fs->opts->sync_close || linked)
-		return bfs_upload_sync(fs, ino);
+		return upload_errno(bfs_upload_sync(fs, ino));
 	bfs_upload_schedule(fs, ino, false);
 	return 0;
 }

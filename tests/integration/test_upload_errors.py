@@ -1,0 +1,58 @@
+"""A server that rejects or drops uploads: fsync() and close() with sync_close report EIO,
+never success, and nothing is lost: the data stays in the journal and reaches S3 once the
+server behaves."""
+import errno
+import os
+
+import pytest
+
+from helpers import s3_body, s3_keys
+
+
+def write_then_fsync(path, data):
+    """Writes data, fsyncs, returns the fsync error number (0 if none); always closes."""
+    fd = os.open(path, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o644)
+    try:
+        os.write(fd, data)
+        try:
+            os.fsync(fd)
+            return 0
+        except OSError as e:
+            return e.errno
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.parametrize('how', ['baddigest', 'disconnect'])
+def test_fsync_reports_failed_upload_then_recovers(mount, bucket, s3, proxy, how):
+    m = mount(bucket)
+    data = os.urandom(300_000)
+    if how == 'baddigest':
+        f = proxy.fault('error', op='PutObject', count=None, status=400, code='BadDigest')
+    else:
+        f = proxy.fault('disconnect', op='PutObject', count=None, before=True)
+    assert write_then_fsync(os.path.join(m.path, 'f'), data) == errno.EIO
+    assert f.hits >= 2, f'the upload was not retried ({f.hits} attempts)'
+    assert 'f' not in s3_keys(s3, bucket)
+    proxy.clear_faults()
+    # still in the journal: the next fsync (or the unmount) uploads it
+    fd = os.open(os.path.join(m.path, 'f'), os.O_RDWR)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    assert s3_body(s3, bucket, 'f') == data
+    m.unmount()
+    assert s3_body(s3, bucket, 'f') == data
+
+
+def test_sync_close_reports_failed_upload(mount, bucket, s3, proxy):
+    m = mount(bucket, opts=['sync_close'])
+    proxy.fault('error', op='PutObject', count=None, status=400, code='BadDigest')
+    with pytest.raises(OSError) as e:
+        with open(os.path.join(m.path, 'g'), 'wb') as fh:
+            fh.write(b'payload')
+    assert e.value.errno == errno.EIO
+    proxy.clear_faults()
+    m.unmount()  # the journal entry is uploaded before the daemon exits
+    assert s3_body(s3, bucket, 'g') == b'payload'
