@@ -367,8 +367,10 @@ static void *progress_thread(void *arg)
 
 static void check_structure(struct fsck *f)
 {
-	qsort(f->roots, f->nroots, sizeof(char *), cmp_str);
-	qsort(f->links, f->nlinks, sizeof(char *), cmp_str);
+	if (f->nroots)
+		qsort(f->roots, f->nroots, sizeof(char *), cmp_str);
+	if (f->nlinks)
+		qsort(f->links, f->nlinks, sizeof(char *), cmp_str);
 	for (size_t i = 0; i < f->n; i++) {
 		struct obj *ob = &f->objs[i];
 		size_t kl = strlen(ob->key);
@@ -388,10 +390,12 @@ static void check_structure(struct fsck *f)
 		if (ik == ob->key + strlen(f->o.prefix) &&
 		    strncmp(ik, BFS_DIGEST_DIR, strlen(BFS_DIGEST_DIR)) == 0) {
 			const char *name = ik + strlen(BFS_DIGEST_DIR);
-			ob->referenced = bsearch(&name, f->roots, f->nroots, sizeof(char *), cmp_str);
+			ob->referenced = f->nroots &&
+					 bsearch(&name, f->roots, f->nroots, sizeof(char *), cmp_str);
 		} else if (strstr(ik, INODES_DIR) == ik) {
 			const char *name = ob->key;
-			ob->referenced = bsearch(&name, f->links, f->nlinks, sizeof(char *), cmp_str);
+			ob->referenced = f->nlinks &&
+					 bsearch(&name, f->links, f->nlinks, sizeof(char *), cmp_str);
 		} else {
 			ob->referenced = false;
 		}
@@ -464,7 +468,8 @@ static int cmp_prob(const void *a, const void *b)
 
 static void report(struct fsck *f, double secs)
 {
-	qsort(f->probs, f->nprobs, sizeof(*f->probs), cmp_prob);
+	if (f->nprobs)
+		qsort(f->probs, f->nprobs, sizeof(*f->probs), cmp_prob);
 	if (f->json) {
 		printf("{\"bucket\":");
 		json_str(f->o.bucket);
@@ -554,10 +559,12 @@ int main(int argc, char **argv)
 	}
 	bfs_log_setup(0, BFS_LOG_ERR);
 	struct bfs_creds cr = { 0 };
+	int status = 2;
 	if (bfs_creds_load(&f.o, &cr, err, sizeof(err)) ||
 	    bfs_integrity_load_keys(&f.o, err, sizeof(err))) {
 		fprintf(stderr, "%s\n", err);
-		return 2;
+		bfs_creds_free(&cr);
+		goto out;
 	}
 	f.vo = f.o;
 	f.vo.hmac_mode = BFS_HMAC_OFF;
@@ -573,15 +580,16 @@ int main(int argc, char **argv)
 	if (rc || (rc = s3_bucket_check(f.s3))) {
 		fprintf(stderr, "bucketfs-fsck: cannot use bucket %s: %s\n", f.o.bucket,
 			rc == -ENXIO ? "no such bucket" : s3_last_error());
-		return 2;
+		goto out;
 	}
 	f.t0 = bfs_mono_ns();
 	rc = list_all(&f, f.o.prefix); /* side objects live under the prefix too */
 	if (rc) {
 		fprintf(stderr, "bucketfs-fsck: cannot list %s: %s\n", f.o.bucket, s3_last_error());
-		return 2;
+		goto out;
 	}
-	qsort(f.objs, f.n, sizeof(*f.objs), cmp_obj);
+	if (f.n)
+		qsort(f.objs, f.n, sizeof(*f.objs), cmp_obj);
 	f.tty = isatty(2);
 	pthread_t prog;
 	bool prog_on = f.progress && pthread_create(&prog, NULL, progress_thread, &f) == 0;
@@ -613,10 +621,11 @@ int main(int argc, char **argv)
 	}
 	if (rc) {
 		fprintf(stderr, "bucketfs-fsck: cannot list multipart uploads: %s\n", s3_last_error());
-		return 2;
+		goto out;
 	}
 	report(&f, (double)(bfs_mono_ns() - f.t0) / 1e9);
-	int status = f.nprobs ? 1 : 0;
+	status = f.nprobs ? 1 : 0;
+out:
 	for (size_t i = 0; i < f.n; i++)
 		free(f.objs[i].key);
 	free(f.objs);
