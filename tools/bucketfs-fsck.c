@@ -523,6 +523,7 @@ int main(int argc, char **argv)
 			f.delete_orphans = true;
 		else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
 			usage();
+			free(pargv);
 			return 0;
 		} else if (!strcmp(argv[i], "-o") && i + 1 < argc) {
 			pargv[pargc++] = argv[i++];
@@ -530,6 +531,7 @@ int main(int argc, char **argv)
 		} else if (argv[i][0] == '-' && strncmp(argv[i], "-o", 2) != 0) {
 			fprintf(stderr, "bucketfs-fsck: unknown argument '%s'\n", argv[i]);
 			usage();
+			free(pargv);
 			return 2;
 		} else if (!strncmp(argv[i], "-o", 2)) {
 			pargv[pargc++] = argv[i];
@@ -537,11 +539,13 @@ int main(int argc, char **argv)
 			spec = argv[i];
 		} else {
 			fprintf(stderr, "bucketfs-fsck: unexpected argument '%s'\n", argv[i]);
+			free(pargv);
 			return 2;
 		}
 	}
 	if (!spec) {
 		usage();
+		free(pargv);
 		return 2;
 	}
 	/* BUCKET[:PREFIX] then the dummy mountpoint, before the options */
@@ -555,6 +559,7 @@ int main(int argc, char **argv)
 	if (rc) {
 		if (rc != 1)
 			fprintf(stderr, "%s\n", err[0] ? err : "bucketfs-fsck: bad options");
+		bfs_options_free(&f.o);
 		return rc == 1 ? 0 : 2;
 	}
 	bfs_log_setup(0, BFS_LOG_ERR);
