@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import (fmt_stats, ops, put_s3fs_object, request_count, reset_counters, s3_body,
+from helpers import (sha256_file, fmt_stats, ops, put_s3fs_object, request_count, reset_counters, s3_body,
                      s3_head, wait_until)
 
 REPO = Path(__file__).resolve().parents[2]
@@ -63,14 +63,7 @@ def sha(b):
 def read_through(path):
     """Reads a whole file in 1 MiB pieces (a fresh open: close-to-open applies) and returns
     its SHA-256."""
-    h = hashlib.sha256()
-    with open(path, 'rb', buffering=0) as f:
-        while True:
-            b = f.read(MiB)
-            if not b:
-                break
-            h.update(b)
-    return h.hexdigest()
+    return sha256_file(path, MiB)
 
 
 def block_files(cache_dir):
