@@ -119,6 +119,14 @@ struct bfs_inode *bfs_inode_child(struct bfs_fs *fs, struct bfs_inode *parent, c
 struct bfs_inode *bfs_inode_make(struct bfs_fs *fs, struct bfs_inode *parent, const char *name,
 				 mode_t type);
 void bfs_inode_pin(struct bfs_fs *fs, struct bfs_inode *ino);
+/* Pins every inode for which pick (called under fs->lock, without the inode's lock: it may
+ * only look at fields it can read racily) is true. Returns a malloc'd array of *n pinned
+ * inodes; the caller unpins each and frees the array. */
+struct bfs_inode **bfs_inode_pin_matching(struct bfs_fs *fs,
+					  bool (*pick)(const struct bfs_inode *ino), size_t *n);
+/* Waits until no upload, download into staging or journal commit runs on ino (ino->lock
+ * held; released while waiting). */
+void bfs_inode_wait_busy(struct bfs_inode *ino);
 void bfs_inode_unpin(struct bfs_fs *fs, struct bfs_inode *ino);
 /* Adds n to the kernel lookup count (after a successful reply with the entry). */
 void bfs_inode_lookup_ref(struct bfs_fs *fs, struct bfs_inode *ino, uint64_t n);

@@ -205,6 +205,39 @@ out:
 	return ino;
 }
 
+struct bfs_inode **bfs_inode_pin_matching(struct bfs_fs *fs,
+					  bool (*pick)(const struct bfs_inode *ino), size_t *n)
+{
+	size_t cap = 0;
+	struct bfs_inode **list = NULL;
+	*n = 0;
+	pthread_mutex_lock(&fs->lock);
+	for (size_t b = 0; b < fs->nbuckets; b++) {
+		for (struct bfs_inode *i = fs->by_id[b]; i; i = i->hnext_id) {
+			if (!pick(i))
+				continue;
+			if (*n == cap) {
+				cap = cap ? cap * 2 : 64;
+				struct bfs_inode **nl = realloc(list, cap * sizeof(*nl));
+				if (!nl)
+					goto out; /* the ones found so far */
+				list = nl;
+			}
+			i->pins++;
+			list[(*n)++] = i;
+		}
+	}
+out:
+	pthread_mutex_unlock(&fs->lock);
+	return list;
+}
+
+void bfs_inode_wait_busy(struct bfs_inode *ino)
+{
+	while (ino->uploading || ino->staging || ino->committing)
+		pthread_cond_wait(&ino->cond, &ino->lock);
+}
+
 void bfs_inode_pin(struct bfs_fs *fs, struct bfs_inode *ino)
 {
 	pthread_mutex_lock(&fs->lock);

@@ -72,8 +72,7 @@ static void op_getattr(fuse_req_t req, fuse_ino_t nodeid, struct fuse_file_info 
 
 int bfs_store_meta(struct bfs_fs *fs, struct bfs_inode *ino)
 {
-	while (ino->uploading || ino->staging || ino->committing)
-		pthread_cond_wait(&ino->cond, &ino->lock);
+	bfs_inode_wait_busy(ino);
 	if (ino == fs->root && fs->opts->prefix[0] == '\0')
 		return 0; /* the bucket itself has nowhere to keep attributes */
 	if (ino->stage_fd >= 0 || bfs_is_dirty(ino)) {
@@ -403,8 +402,7 @@ static int remove_node(struct bfs_fs *fs, struct bfs_inode *dir, const char *nam
 		return -ENOMEM;
 	int rc = 0;
 	pthread_mutex_lock(&ino->lock);
-	while (ino->uploading || ino->staging || ino->committing)
-		pthread_cond_wait(&ino->cond, &ino->lock);
+	bfs_inode_wait_busy(ino);
 	if (ino->open_count > 0 && S_ISREG(ino->st.st_mode) && ino->stage_fd < 0) {
 		/* still open: POSIX keeps the data readable after the name goes, so keep a
 		 * local copy (it is never uploaded: the inode is unlinked) */

@@ -91,28 +91,15 @@ int bfs_link_fresh_nlink(struct bfs_fs *fs, const char *link_key, struct s3_meta
 	return rc;
 }
 
+static bool is_regular(const struct bfs_inode *i)
+{
+	return S_ISREG(i->st.st_mode);
+}
+
 void bfs_link_changed(struct bfs_fs *fs, struct bfs_inode *self, const char *link_key)
 {
-	size_t n = 0, cap = 0;
-	struct bfs_inode **list = NULL;
-	pthread_mutex_lock(&fs->lock);
-	for (size_t b = 0; b < fs->nbuckets; b++) {
-		for (struct bfs_inode *i = fs->by_id[b]; i; i = i->hnext_id) {
-			if (!S_ISREG(i->st.st_mode))
-				continue;
-			if (n == cap) {
-				cap = cap ? cap * 2 : 64;
-				struct bfs_inode **nl = realloc(list, cap * sizeof(*nl));
-				if (!nl)
-					goto scanned;
-				list = nl;
-			}
-			i->pins++;
-			list[n++] = i;
-		}
-	}
-scanned:
-	pthread_mutex_unlock(&fs->lock);
+	size_t n;
+	struct bfs_inode **list = bfs_inode_pin_matching(fs, is_regular, &n);
 	for (size_t k = 0; k < n; k++) {
 		struct bfs_inode *i = list[k];
 		pthread_mutex_lock(&i->lock);
@@ -190,8 +177,7 @@ static void op_link(fuse_req_t req, fuse_ino_t nodeid, fuse_ino_t newparent, con
 	}
 
 	pthread_mutex_lock(&ino->lock);
-	while (ino->uploading || ino->staging || ino->committing)
-		pthread_cond_wait(&ino->cond, &ino->lock);
+	bfs_inode_wait_busy(ino);
 	struct stat st = ino->st;
 	bool convert = ino->link_key == NULL;
 	struct s3_meta m;

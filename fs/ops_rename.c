@@ -130,27 +130,15 @@ out:
 
 /* After a directory moved from oldp to newp: pending uploads below it carry the new key in
  * their journal records, and their old objects were moved along with the rest. */
+static bool has_staging(const struct bfs_inode *i)
+{
+	return !i->unlinked && __atomic_load_n(&i->stage_fd, __ATOMIC_RELAXED) >= 0;
+}
+
 static void fix_pending_below(struct bfs_fs *fs, const char *oldp, const char *newp)
 {
-	size_t cap = 0, n = 0;
-	struct bfs_inode **list = NULL;
-	pthread_mutex_lock(&fs->lock);
-	for (size_t b = 0; b < fs->nbuckets; b++) {
-		for (struct bfs_inode *i = fs->by_id[b]; i; i = i->hnext_id) {
-			if (i->unlinked || __atomic_load_n(&i->stage_fd, __ATOMIC_RELAXED) < 0)
-				continue;
-			if (n == cap) {
-				cap = cap ? cap * 2 : 64;
-				struct bfs_inode **nl = realloc(list, cap * sizeof(*nl));
-				if (!nl)
-					break;
-				list = nl;
-			}
-			i->pins++;
-			list[n++] = i;
-		}
-	}
-	pthread_mutex_unlock(&fs->lock);
+	size_t n;
+	struct bfs_inode **list = bfs_inode_pin_matching(fs, has_staging, &n);
 	size_t ol = strlen(oldp);
 	for (size_t k = 0; k < n; k++) {
 		struct bfs_inode *i = list[k];
@@ -237,8 +225,7 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 	}
 
 	pthread_mutex_lock(&src->lock);
-	while (src->uploading || src->staging || src->committing)
-		pthread_cond_wait(&src->cond, &src->lock);
+	bfs_inode_wait_busy(src);
 	/* a hard-linked name is a small pointer object: it moves by copy, its content stays */
 	bool linked = src->link_key != NULL;
 	bool pending = src->stage_fd >= 0 && !linked;
@@ -278,8 +265,7 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 		/* the replaced name: its pending data, if any, is dropped; its object was
 		 * overwritten (file) or is removed now (empty directory marker) */
 		pthread_mutex_lock(&dst->lock);
-		while (dst->uploading || dst->staging || dst->committing)
-			pthread_cond_wait(&dst->cond, &dst->lock);
+		bfs_inode_wait_busy(dst);
 		bool marker = S_ISDIR(dst->st.st_mode) && dst->has_marker && !is_dir;
 		char *dlk = dst->link_key ? strdup(dst->link_key) : NULL;
 		bfs_stage_discard(fs, dst);

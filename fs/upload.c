@@ -211,8 +211,7 @@ static int do_upload(struct bfs_fs *fs, struct bfs_inode *ino, bool force)
 	s3_meta_init(&m);
 
 	pthread_mutex_lock(&ino->lock);
-	while (ino->uploading || ino->staging || ino->committing)
-		pthread_cond_wait(&ino->cond, &ino->lock);
+	bfs_inode_wait_busy(ino);
 	if (!bfs_is_dirty(ino) || ino->stage_fd < 0)
 		goto unlock;
 	pthread_mutex_lock(&fs->lock);
