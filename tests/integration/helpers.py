@@ -11,6 +11,7 @@ import stat
 import subprocess
 import time
 import urllib.parse
+from pathlib import Path
 
 import botocore.exceptions
 
@@ -187,3 +188,11 @@ def reset_counters(proxy):
     v = proxy.violations()
     assert not v, 'S3 protocol violations before the measured step:\n' + '\n'.join(map(str, v[:10]))
     proxy.reset()
+
+
+def write_key_file(directory, key):
+    """An HMAC key file (one key, mode 0600, as bucketfs requires) in directory; its path."""
+    p = Path(directory) / 'hmac.key'
+    p.write_bytes(key + b'\n')
+    p.chmod(0o600)
+    return str(p)

@@ -9,18 +9,15 @@ import subprocess
 import pytest
 
 from conftest import bfs_bin
-from helpers import ops, reset_counters, write_file
+from helpers import write_key_file, ops, reset_counters, write_file
 
 KEY = b'fsck-test-key-0123456789abcdef'
 MiB = 1 << 20
 
 
 @pytest.fixture
-def keyfile(tmp_path):
-    p = tmp_path / 'hmac.key'
-    p.write_bytes(KEY + b'\n')
-    p.chmod(0o600)
-    return str(p)
+def keyfile(test_dir):
+    return write_key_file(test_dir, KEY)
 
 
 def fsck(proxy, spec, keyfile=None, args=(), tmp=None):

@@ -15,7 +15,7 @@ import subprocess
 import pytest
 
 from conftest import bfs_bin
-from helpers import fmt_stats, ops, read_file, reset_counters, s3_body, s3_keys, s3_meta, \
+from helpers import write_key_file, fmt_stats, ops, read_file, reset_counters, s3_body, s3_keys, s3_meta, \
     write_file
 
 KEY = b'integrity-test-key-0123456789'
@@ -51,11 +51,8 @@ def signature_ok(key, meta, size, secret=KEY):
 # ---- fixtures ------------------------------------------------------------------------------
 
 @pytest.fixture
-def keyfile(tmp_path):
-    p = tmp_path / 'hmac.key'
-    p.write_bytes(KEY + b'\n')
-    p.chmod(0o600)
-    return str(p)
+def keyfile(test_dir):
+    return write_key_file(test_dir, KEY)
 
 
 def writer(mount, bucket, keyfile=None, extra=()):
