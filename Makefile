@@ -65,8 +65,16 @@ $(BUILD)/tests/test_fs_%: tests/unit/test_fs_%.c $(FS_OBJ) $(LIB_OBJ)
 unit: all $(UNIT_BIN)
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
 
+# The S3 servers the integration suite runs on, one after the other: s3rver and a one-node
+# Ceph RGW (tests/s3server/rgw.py). `make test S3_SERVER=rgw` runs one.
+S3_SERVER ?= s3rver rgw
 integration: all
-	BUCKETFS_BIN=$(abspath $(BIN)) bash tests/run-integration.sh
+	@failed=""; for s in $(S3_SERVER); do \
+		echo "== integration tests on $$s"; \
+		S3_SERVER=$$s BUCKETFS_BIN=$(abspath $(BIN)) bash tests/run-integration.sh || \
+			failed="$$failed $$s"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "== integration tests failed on:$$failed"; exit 1; fi
 
 test: unit integration
 

@@ -135,6 +135,31 @@ long cache_lock_holder(const char *dir)
 	return holder;
 }
 
+int cache_set_owner(struct cache *c, const char *text)
+{
+	if (c->lock_fd < 0)
+		return -EROFS;
+	size_t n = strlen(text);
+	if (ftruncate(c->lock_fd, 0) < 0 || pwrite(c->lock_fd, text, n, 0) != (ssize_t)n)
+		return -errno;
+	return 0;
+}
+
+int cache_owner_read(const char *dir, char *buf, size_t len)
+{
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/lock", dir);
+	buf[0] = '\0';
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return errno == ENOENT ? 0 : -errno;
+	ssize_t n = pread(fd, buf, len - 1, 0);
+	int rc = n < 0 ? -errno : 0;
+	buf[n > 0 ? n : 0] = '\0';
+	close(fd);
+	return rc;
+}
+
 /* ---- verify ---- */
 
 struct vblock {

@@ -118,6 +118,14 @@ int cache_live_stats_read(const char *dir, struct cache_live_stats *out);
  * pid (from /proc/locks), -1 if held by an unknown process, 0 if free or no cache there. */
 long cache_lock_holder(const char *dir);
 
+/* The holder's own words on what it does with the cache (e.g. "mounted /mnt/x"), kept in
+ * <dir>/lock for cache_owner_read by other processes. Replaces what was there. 0 or -errno;
+ * -EROFS on a read-only open. */
+int cache_set_owner(struct cache *c, const char *text);
+/* What the holder of the cache in dir last said with cache_set_owner, NUL-terminated (cut
+ * to len - 1 bytes); "" if nothing. Needs no open cache. 0 or -errno. */
+int cache_owner_read(const char *dir, char *buf, size_t len);
+
 /* A damaged block found by cache_verify, or a journal entry whose data file is missing
  * (blkno = UINT64_MAX then). Strings owned by cache_verify, valid during the callback;
  * key/etag are the index forms ("sha256:<hex>" for a hashed long key). */

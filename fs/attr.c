@@ -71,14 +71,31 @@ int bfs_attr_meta(struct bfs_inode *ino, struct s3_meta *dst)
 	return rc;
 }
 
+void bfs_attr_report(struct bfs_fs *fs, struct bfs_inode *ino, struct stat *st)
+{
+	pthread_mutex_lock(&ino->lock);
+	*st = ino->st;
+	if (S_ISDIR(st->st_mode) && ino->listing) {
+		/* ".", its entry in the parent, and each subdirectory's ".." */
+		nlink_t n = 2;
+		for (size_t i = 0; i < ino->listing->n; i++)
+			n += ino->listing->ents[i].is_dir;
+		st->st_nlink = n;
+	}
+	bool linked = ino->link_key != NULL;
+	pthread_mutex_unlock(&ino->lock);
+	pthread_mutex_lock(&fs->lock);
+	if (ino->unlinked && !linked)
+		st->st_nlink = 0; /* open after its last name went */
+	pthread_mutex_unlock(&fs->lock);
+}
+
 void bfs_fill_entry(struct bfs_fs *fs, struct bfs_inode *ino, struct fuse_entry_param *e)
 {
 	memset(e, 0, sizeof(*e));
 	e->ino = ino->nodeid;
 	e->generation = 1;
-	pthread_mutex_lock(&ino->lock);
-	e->attr = ino->st;
-	pthread_mutex_unlock(&ino->lock);
+	bfs_attr_report(fs, ino, &e->attr);
 	e->attr_timeout = bfs_attr_timeout(fs);
 	e->entry_timeout = bfs_attr_timeout(fs);
 }
@@ -179,7 +196,7 @@ static void apply_found(struct bfs_fs *fs, struct bfs_inode *ino, struct found *
 			f->link_key = NULL;
 		}
 		/* hard links share the number of their content object */
-		ino->st.st_ino = bfs_ino_of_key(ino->link_key ? ino->link_key : key);
+		ino->st.st_ino = bfs_ino_of(key, ino->link_key, &f->obj.meta);
 		bfs_attr_apply(fs, ino, f->is_dir && !f->marker ? NULL : &f->obj, f->is_dir);
 	}
 	pthread_mutex_unlock(&ino->lock);
@@ -222,8 +239,8 @@ int bfs_attr_lookup(struct bfs_fs *fs, struct bfs_inode *parent, const char *nam
 		    struct bfs_inode **out)
 {
 	*out = NULL;
-	if (strlen(name) > 1024)
-		return -ENAMETOOLONG;
+	if (strlen(name) > BFS_NAME_MAX)
+		return -ENAMETOOLONG; /* never listed either (listing.c) */
 	if (parent == fs->root && strcmp(name, BFS_INTERNAL_DIR) == 0)
 		return -ENOENT; /* bucketfs's own objects are not files */
 	struct bfs_inode *ino = bfs_inode_child(fs, parent, name);

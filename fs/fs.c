@@ -25,6 +25,8 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 static void op_destroy(void *userdata)
 {
 	struct bfs_fs *fs = userdata;
+	if (fs->cache)
+		bfs_owner_say(fs->cache, false, fs->opts->mountpoint);
 	bfs_upload_stop(fs); /* every pending upload finishes (or stays in the journal) */
 }
 

@@ -47,6 +47,7 @@ struct bfs_options {
 	uint64_t block_size;  /* -o block_size=SIZE (cache block, default 1M) */
 	uint64_t cache_size;  /* -o cache_size=SIZE (0 = 10% of disk) */
 	unsigned cache_ttl;   /* -o cache_ttl=SECONDS (0 = none) */
+	unsigned lock_wait;   /* -o lock_wait=SECONDS for a cache_dir held by an unmounting daemon (300) */
 	uint64_t part_size;   /* -o part_size=SIZE (multipart part, default 8M) */
 	int max_connections;  /* -o parallel=N (default 16) */
 	char *hmac_key_file;  /* -o hmac_key_file= (must not be group/other accessible) */

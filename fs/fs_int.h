@@ -107,6 +107,10 @@ struct bfs_fs {
 #define BFS_INTERNAL_DIR ".bucketfs"
 #define BFS_LINK_META "bfs-link"
 #define BFS_NLINK_META "bfs-nlink"
+#define BFS_INO_META "bfs-ino"     /* content object: st_ino of the file's first name */
+/* ETag of every name object of a hard link: its body is empty, and a PUT's ETag is checked
+ * to be the body's MD5 (s3/object.c) */
+#define BFS_EMPTY_ETAG "d41d8cd98f00b204e9800998ecf8427e"
 
 /* ---- inode.c ---- */
 void bfs_inode_table_init(struct bfs_fs *fs);
@@ -138,6 +142,12 @@ char *bfs_inode_key(struct bfs_fs *fs, struct bfs_inode *ino);
 char *bfs_data_key(struct bfs_fs *fs, struct bfs_inode *ino);
 /* Key of name inside directory parent (dir=true adds the trailing '/'). malloc'd. */
 char *bfs_child_key(struct bfs_fs *fs, struct bfs_inode *parent, const char *name, bool dir);
+/* Longest name bucketfs creates or shows (statfs f_namemax): what POSIX tools expect; S3
+ * keys (S3_MAX_KEY bytes) must also hold the prefix and the directories above. */
+#define BFS_NAME_MAX 255
+/* 0 if name may be made in dir (is_dir: as a directory): at most BFS_NAME_MAX bytes, and its
+ * key within S3_MAX_KEY; else -ENAMETOOLONG (or -ENOMEM). */
+int bfs_name_check(struct bfs_fs *fs, struct bfs_inode *dir, const char *name, bool is_dir);
 /* Moves ino to (newparent, newname); an inode already there is detached (unlinked). */
 void bfs_inode_move(struct bfs_fs *fs, struct bfs_inode *ino, struct bfs_inode *newparent,
 		    const char *newname);
@@ -145,6 +155,9 @@ void bfs_inode_move(struct bfs_fs *fs, struct bfs_inode *ino, struct bfs_inode *
 void bfs_inode_detach(struct bfs_fs *fs, struct bfs_inode *ino);
 /* Stable st_ino for a key (FNV-1a 64 of the key, never 0 or 1). */
 ino_t bfs_ino_of_key(const char *key);
+/* st_ino of the object at key: a hard-linked file (link_key, content metadata m) keeps the
+ * number its first name had (BFS_INO_META), so link() does not renumber it; else the key's. */
+ino_t bfs_ino_of(const char *key, const char *link_key, const struct s3_meta *m);
 
 /* ---- attr.c: attributes from S3 ---- */
 /* Fresh attributes of ino from S3 (HEAD, or listing for implicit dirs) unless cached and
@@ -161,6 +174,9 @@ void bfs_attr_apply(struct bfs_fs *fs, struct bfs_inode *ino, const struct s3_ob
 int bfs_attr_meta(struct bfs_inode *ino, struct s3_meta *dst);
 /* Entry/attr timeouts in seconds for replies. */
 double bfs_attr_timeout(struct bfs_fs *fs);
+/* What getattr and entries report for ino: its st, with a directory's link count 2 + its
+ * subdirectories when its listing is known, and 0 links once a file lost its last name. */
+void bfs_attr_report(struct bfs_fs *fs, struct bfs_inode *ino, struct stat *st);
 void bfs_fill_entry(struct bfs_fs *fs, struct bfs_inode *ino, struct fuse_entry_param *e);
 
 /* ---- listing.c ---- */
@@ -210,8 +226,43 @@ void bfs_stage_discard(struct bfs_fs *fs, struct bfs_inode *ino);
 void bfs_mark_dirty(struct bfs_inode *ino);
 /* Uploads entries found in the journal at mount (crash recovery). */
 int bfs_upload_recover(struct bfs_fs *fs);
+/* Whether an upload failure rc will fail the same way however often it is tried (S3 refused
+ * the key, the size, the metadata or the bucket): the worker does not retry it on a timer. */
+bool bfs_upload_permanent(int rc);
 /* Whether ino has local changes not yet in S3 (ino->lock held). */
 bool bfs_is_dirty(const struct bfs_inode *ino);
+
+/* ---- link_intent.c: crash safety of hard-link changes ---- */
+#define BFS_INTENT_MAX 2
+/* A change of the names of one content object. Strings borrowed. */
+struct bfs_link_change {
+	const char *link_key;                /* the content object */
+	bool is_new;                         /* the change creates it (a file's first link) */
+	const char *adds[BFS_INTENT_MAX];    /* name keys made to point to link_key, or NULL */
+	const char *removes[BFS_INTENT_MAX]; /* name keys that stop pointing to it, or NULL */
+};
+/* Before the change: reads the content's link count (one HEAD unless is_new) and makes the
+ * change durable in the journal; *id names the record. 0 or -errno (then do not change). */
+int bfs_link_intent_begin(struct bfs_fs *fs, const struct bfs_link_change *ch, uint64_t *id);
+/* The change is complete, or failed without a trace: drops the record (id 0: no-op). */
+void bfs_link_intent_end(struct bfs_fs *fs, uint64_t id);
+/* Whether a journal record is an intent (else a data entry, fs/upload.c). */
+bool bfs_link_intent_is(const char *rec);
+/* Recovery: sets the content's count to the names that point to it now (deletes it when
+ * none does) and drops the record. 0 or -errno (record kept). */
+int bfs_link_intent_recover(struct bfs_fs *fs, const struct cache_dirty *d);
+
+/* ---- unmount.c: unmount and mount again (see the file) ---- */
+/* The daemon notes in its cache lock file that it serves mountpoint (mounted) or that the
+ * kernel let go and it finishes its uploads (!mounted). */
+void bfs_owner_say(struct cache *c, bool mounted, const char *mountpoint);
+/* Before opening the cache in dir: 0 once nobody holds it. Waits (with a note on stderr of
+ * what is left to upload) while an unmounted daemon finishes, at most timeout_s seconds;
+ * -EBUSY (said on stderr) if a live mount holds it or the wait ran out. */
+int bfs_cache_wait(const char *dir, int timeout_s);
+/* bucketfs -u MOUNTPOINT: unmounts, waits for the daemon with progress on stderr; the exit
+ * status (0: everything is in S3). */
+int bfs_unmount_main(const char *mountpoint);
 
 /* ---- ops_*.c ---- */
 void bfs_ops_entry(struct fuse_lowlevel_ops *ops);
@@ -236,10 +287,11 @@ void bfs_link_changed(struct bfs_fs *fs, struct bfs_inode *self, const char *lin
 int bfs_dir_empty(struct bfs_fs *fs, struct bfs_inode *dir);
 /* Opens ino for a handle in fi (pins ino for the handle). */
 int bfs_open_file(struct bfs_fs *fs, struct bfs_inode *ino, int flags, struct fuse_file_info *fi);
-/* Creates a new local node name in parent (type and permissions in mode; link = symlink
- * target), owned by the caller of req, dirty and scheduled for upload. *out pinned. */
+/* Creates a new local node name in parent (type and permissions in mode; rdev = device
+ * number of a device node; link = symlink target), owned by the caller of req, dirty and
+ * scheduled for upload. *out pinned. */
 int bfs_make_node(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
-		  const char *link, struct bfs_inode **out);
+		  dev_t rdev, const char *link, struct bfs_inode **out);
 /* Stores ino's changed attributes/metadata (ino->lock held): folded into a pending upload
  * when one exists, else one CopyObject (files) or marker PUT (directories). */
 int bfs_store_meta(struct bfs_fs *fs, struct bfs_inode *ino);
@@ -293,6 +345,9 @@ int bfs_integrity_check_meta(struct bfs_fs *fs, const char *key, const struct s3
  * locks, right before s3_put_fd(key, fd, size, m). */
 int bfs_integrity_seal(struct s3_client *s3, const struct bfs_options *o, const char *key,
 		       int fd, uint64_t size, struct s3_meta *m);
+/* Whether object o (a HEAD result) holds exactly fd's first size bytes, by its whole-content
+ * MD5 (plain ETag or bfs-md5); false when o carries none. Reads fd. */
+bool bfs_integrity_same_content(const struct s3_object *o, int fd, uint64_t size);
 /* The same for a memory body (s3_put_buf: directory markers, symlinks). */
 int bfs_integrity_seal_buf(struct s3_client *s3, const struct bfs_options *o, const char *key,
 			   const void *body, size_t len, struct s3_meta *m);

@@ -33,6 +33,16 @@ ino_t bfs_ino_of_key(const char *key)
 	return h < 2 ? h + 2 : h;
 }
 
+ino_t bfs_ino_of(const char *key, const char *link_key, const struct s3_meta *m)
+{
+	const char *v = link_key && m ? s3_meta_get(m, BFS_INO_META) : NULL;
+	char *end;
+	unsigned long long n = v ? strtoull(v, &end, 10) : 0;
+	if (v && *end == '\0' && n >= 2 && n <= 0x7fffffffffffffffull)
+		return (ino_t)n;
+	return bfs_ino_of_key(link_key ? link_key : key);
+}
+
 static struct bfs_inode *inode_alloc(struct bfs_fs *fs)
 {
 	struct bfs_inode *ino = calloc(1, sizeof(*ino));
@@ -353,6 +363,18 @@ char *bfs_child_key(struct bfs_fs *fs, struct bfs_inode *parent, const char *nam
 	char *key = key_locked(fs, parent, name, dir);
 	pthread_mutex_unlock(&fs->lock);
 	return key;
+}
+
+int bfs_name_check(struct bfs_fs *fs, struct bfs_inode *dir, const char *name, bool is_dir)
+{
+	if (strlen(name) > BFS_NAME_MAX)
+		return -ENAMETOOLONG;
+	char *key = bfs_child_key(fs, dir, name, is_dir);
+	if (!key)
+		return -ENOMEM;
+	size_t len = strlen(key);
+	free(key);
+	return len > S3_MAX_KEY ? -ENAMETOOLONG : 0;
 }
 
 static void detach_locked(struct bfs_fs *fs, struct bfs_inode *ino)

@@ -46,29 +46,6 @@ static void sha256(const void *p, size_t n, unsigned char out[32])
 	EVP_Digest(p, n, out, NULL, EVP_sha256(), NULL);
 }
 
-static int unhex(const char *s, unsigned char *out, size_t n)
-{
-	if (!s || strlen(s) != 2 * n)
-		return -EINVAL;
-	for (size_t i = 0; i < n; i++) {
-		unsigned v = 0;
-		for (int j = 0; j < 2; j++) {
-			char c = s[2 * i + j];
-			v <<= 4;
-			if (c >= '0' && c <= '9')
-				v |= (unsigned)(c - '0');
-			else if (c >= 'a' && c <= 'f')
-				v |= (unsigned)(c - 'a' + 10);
-			else if (c >= 'A' && c <= 'F')
-				v |= (unsigned)(c - 'A' + 10);
-			else
-				return -EINVAL;
-		}
-		out[i] = (unsigned char)v;
-	}
-	return 0;
-}
-
 void bfs_integrity_root(uint64_t block_size, const unsigned char *list, size_t nblocks,
 			unsigned char root[32])
 {
@@ -266,7 +243,7 @@ enum bfs_sig_status bfs_integrity_sig_status(const struct bfs_options *o, const 
 	if (!sig)
 		return BFS_SIG_NONE;
 	unsigned char want[32], got[32];
-	if (unhex(sig, got, 32) != 0)
+	if (bfs_unhex(sig, got, 32) != 0)
 		return BFS_SIG_BAD;
 	const struct bfs_hmac_key *k = NULL;
 	for (size_t i = 0; i < o->nhmac_keys && !k; i++)
@@ -495,6 +472,36 @@ static int put_digests(struct s3_client *s3, const char *prefix, struct bfs_dige
 	return rc;
 }
 
+bool bfs_integrity_same_content(const struct s3_object *o, int fd, uint64_t size)
+{
+	unsigned char want[16], got[16];
+	const char *mh = s3_meta_get(&o->meta, H_MD5);
+	if (o->size != size)
+		return false;
+	if (!(mh && bfs_unhex(mh, want, 16) == 0) &&
+	    (strchr(o->etag, '-') || bfs_unhex(o->etag, want, 16) != 0))
+		return false; /* no whole-content MD5 to compare with */
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	unsigned char *buf = malloc(1 << 20);
+	bool same = false;
+	if (!ctx || !buf || !EVP_DigestInit_ex(ctx, EVP_md5(), NULL))
+		goto out;
+	for (uint64_t off = 0; off < size;) {
+		size_t n = size - off < (1 << 20) ? (size_t)(size - off) : (size_t)1 << 20;
+		ssize_t r = pread(fd, buf, n, (off_t)off);
+		if (r <= 0)
+			goto out;
+		EVP_DigestUpdate(ctx, buf, (size_t)r);
+		off += (uint64_t)r;
+	}
+	EVP_DigestFinal_ex(ctx, got, NULL);
+	same = memcmp(got, want, 16) == 0;
+out:
+	free(buf);
+	EVP_MD_CTX_free(ctx);
+	return same;
+}
+
 static void strip_all(struct s3_meta *m)
 {
 	s3_meta_del(m, H_DLIST);
@@ -648,15 +655,15 @@ int bfs_integrity_prepare(const struct bfs_options *o, const char *key, const ch
 	pthread_mutex_init(&v->mu, NULL);
 	v->size = size;
 	const char *dg = s3_meta_get(m, H_DIGEST), *md5 = s3_meta_get(m, H_MD5);
-	if (md5 && unhex(md5, v->md5, 16) == 0)
+	if (md5 && bfs_unhex(md5, v->md5, 16) == 0)
 		v->have_md5 = true;
-	else if (etag && !strchr(etag, '-') && unhex(etag, v->md5, 16) == 0)
+	else if (etag && !strchr(etag, '-') && bfs_unhex(etag, v->md5, 16) == 0)
 		v->have_md5 = true;
 	if (dg) {
 		char rhex[65];
 		unsigned long long bs;
 		if (sscanf(dg, "sha256:%llu:%64[0-9a-fA-F]", &bs, rhex) != 2 || bs < 4096 ||
-		    bs > (64ull << 20) || (bs & (bs - 1)) || unhex(rhex, v->root, 32) != 0) {
+		    bs > (64ull << 20) || (bs & (bs - 1)) || bfs_unhex(rhex, v->root, 32) != 0) {
 			bfs_log(BFS_LOG_ERR, "%s: unreadable %s header; reads refused", key, H_DIGEST);
 			rc = -EIO;
 			goto fail;
@@ -673,7 +680,7 @@ int bfs_integrity_prepare(const struct bfs_options *o, const char *key, const ch
 		if (v->nblocks == 0) {
 			bfs_integrity_root(bs, NULL, 0, r);
 		} else if (v->nblocks == 1) {
-			if (unhex(s3_meta_get(m, H_BLOCKS), v->one, 32) != 0)
+			if (bfs_unhex(s3_meta_get(m, H_BLOCKS), v->one, 32) != 0)
 				memset(v->one, 0, 32);
 			bfs_integrity_root(bs, v->one, 1, r);
 		}

@@ -115,7 +115,7 @@ static int add_name(struct bfs_listing *l, const char *rel, size_t len, bool is_
 		len -= ll;
 		is_dir = true;
 	}
-	if (len == 0 || len > 1024 || memchr(rel, '/', len))
+	if (len == 0 || len > BFS_NAME_MAX || memchr(rel, '/', len))
 		return 0;
 	if ((len == 1 && rel[0] == '.') || (len == 2 && rel[0] == '.' && rel[1] == '.'))
 		return 0;

@@ -44,8 +44,10 @@ static int open_cache(const struct bfs_options *o, struct cache **out)
 		.ttl_sec = o->cache_ttl,
 	};
 	int rc = cache_open(&cc, out);
+	if (rc == -EBUSY && bfs_cache_wait(o->cache_dir, (int)o->lock_wait) == 0)
+		rc = cache_open(&cc, out); /* the daemon that held it has finished */
 	if (rc == -EBUSY)
-		die("cache_dir %s is in use by another bucketfs mount", o->cache_dir, "");
+		; /* said by bfs_cache_wait */
 	else if (rc)
 		die("cannot use cache_dir %s: %s", o->cache_dir, strerror(-rc));
 	return rc;
@@ -115,6 +117,8 @@ int main(int argc, char **argv)
 	char err[1024] = "";
 	int status = 1;
 
+	if (argc == 3 && (strcmp(argv[1], "-u") == 0 || strcmp(argv[1], "--unmount") == 0))
+		return bfs_unmount_main(argv[2]);
 	int rc = bfs_options_parse(argc, argv, &o, err, sizeof(err));
 	if (rc == 1)
 		return 0;
@@ -180,6 +184,7 @@ int main(int argc, char **argv)
 	}
 	fs->s3 = s3;
 	fs->cache = cache;
+	bfs_owner_say(cache, true, o.mountpoint);
 	bfs_log(BFS_LOG_INFO, "mounted bucket %s%s%s on %s", o.bucket, o.prefix[0] ? ":" : "",
 		o.prefix, o.mountpoint);
 	struct fuse_loop_config *lc = fuse_loop_cfg_create();

@@ -179,6 +179,9 @@ void bfs_meta_to_stat(const struct s3_object *o, bool is_dir_hint, const struct 
 			mode = S_IFDIR | (0777 & ~d->umask);
 	}
 	st->st_mode = mode;
+	if ((S_ISCHR(mode) || S_ISBLK(mode)) && m &&
+	    parse_ulong(s3_meta_get(m, "rdev"), 0, UINT32_MAX, &v))
+		st->st_rdev = (dev_t)v;
 
 	if (m && (parse_ulong(s3_meta_get(m, "uid"), 0, UINT32_MAX - 1, &v) ||
 		  parse_ulong(s3_meta_get(m, "goog-reserved-posix-uid"), 10, UINT32_MAX - 1, &v)))
@@ -211,6 +214,11 @@ int bfs_meta_from_stat(const struct stat *st, struct s3_meta *m)
 	snprintf(buf, sizeof(buf), "%lu", (unsigned long)st->st_mode);
 	if ((rc = s3_meta_set(m, "mode", buf)))
 		return rc;
+	if (S_ISCHR(st->st_mode) || S_ISBLK(st->st_mode)) {
+		snprintf(buf, sizeof(buf), "%lu", (unsigned long)st->st_rdev);
+		if ((rc = s3_meta_set(m, "rdev", buf)))
+			return rc;
+	}
 	snprintf(buf, sizeof(buf), "%lu", (unsigned long)st->st_uid);
 	if ((rc = s3_meta_set(m, "uid", buf)))
 		return rc;

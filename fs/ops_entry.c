@@ -62,9 +62,8 @@ static void op_getattr(fuse_req_t req, fuse_ino_t nodeid, struct fuse_file_info 
 	if (rc) {
 		fuse_reply_err(req, -rc);
 	} else {
-		pthread_mutex_lock(&ino->lock);
-		struct stat st = ino->st;
-		pthread_mutex_unlock(&ino->lock);
+		struct stat st;
+		bfs_attr_report(fs, ino, &st);
 		fuse_reply_attr(req, &st, bfs_attr_timeout(fs));
 	}
 	bfs_inode_unpin(fs, ino);
@@ -219,18 +218,20 @@ out:
 }
 
 int bfs_make_node(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
-		  const char *link, struct bfs_inode **out)
+		  dev_t rdev, const char *link, struct bfs_inode **out)
 {
 	struct bfs_fs *fs = fuse_req_userdata(req);
 	*out = NULL;
 	if (fs->opts->read_only)
 		return -EROFS;
-	if (strlen(name) > 1024)
-		return -ENAMETOOLONG;
 	struct bfs_inode *dir = bfs_inode_get(fs, parent);
 	if (!dir)
 		return -ESTALE;
-	int rc = 0;
+	int rc = bfs_name_check(fs, dir, name, S_ISDIR(mode));
+	if (rc) {
+		bfs_inode_unpin(fs, dir);
+		return rc;
+	}
 	struct bfs_inode *ino = bfs_inode_make(fs, dir, name, mode & S_IFMT);
 	char *key = bfs_child_key(fs, dir, name, S_ISDIR(mode));
 	if (!ino || !key) {
@@ -249,6 +250,7 @@ int bfs_make_node(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mo
 	memset(&ino->st, 0, sizeof(ino->st));
 	ino->st.st_ino = bfs_ino_of_key(key);
 	ino->st.st_mode = mode;
+	ino->st.st_rdev = S_ISCHR(mode) || S_ISBLK(mode) ? rdev : 0;
 	ino->st.st_nlink = 1;
 	ino->st.st_uid = ctx->uid;
 	ino->st.st_gid = ctx->gid;
@@ -308,11 +310,9 @@ static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 		     dev_t rdev)
 {
 	struct bfs_inode *ino = NULL;
-	int rc = 0;
-	if (S_ISCHR(mode) || S_ISBLK(mode))
-		rc = rdev ? -EPERM : 0; /* device numbers are not stored */
-	if (rc == 0)
-		rc = bfs_make_node(req, parent, name, mode, NULL, &ino);
+	/* devices keep their number in x-amz-meta-rdev, as s3fs stores them (the kernel has
+	 * checked CAP_MKNOD) */
+	int rc = bfs_make_node(req, parent, name, mode, rdev, NULL, &ino);
 	if (rc == 0 && S_ISREG(mode)) {
 		struct bfs_fs *fs = fuse_req_userdata(req);
 		pthread_mutex_lock(&ino->lock);
@@ -326,14 +326,14 @@ static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
 {
 	struct bfs_inode *ino = NULL;
-	int rc = bfs_make_node(req, parent, name, S_IFDIR | (mode & 07777), NULL, &ino);
+	int rc = bfs_make_node(req, parent, name, S_IFDIR | (mode & 07777), 0, NULL, &ino);
 	reply_new(req, rc, ino);
 }
 
 static void op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)
 {
 	struct bfs_inode *ino = NULL;
-	int rc = bfs_make_node(req, parent, name, S_IFLNK | 0777, link, &ino);
+	int rc = bfs_make_node(req, parent, name, S_IFLNK | 0777, 0, link, &ino);
 	reply_new(req, rc, ino);
 }
 
@@ -413,7 +413,9 @@ static int remove_node(struct bfs_fs *fs, struct bfs_inode *dir, const char *nam
 		}
 	}
 	remote = ino->remote_key ? strdup(ino->remote_key) : NULL;
-	bool in_s3 = ino->etag[0] != '\0' || (S_ISDIR(ino->st.st_mode) && ino->has_marker);
+	/* an object is at key: ours, or the one a pending upload replaces (ops_rename.c) */
+	bool in_s3 = ino->etag[0] != '\0' || (S_ISDIR(ino->st.st_mode) && ino->has_marker) ||
+		     (ino->stage_fd >= 0 && ino->base_etag[0] != '\0');
 	bool linked = ino->link_key != NULL;
 	pthread_mutex_unlock(&ino->lock);
 	if (linked)

@@ -344,7 +344,7 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 	struct bfs_fs *fs = fuse_req_userdata(req);
 	struct fuse_entry_param e;
 	struct bfs_inode *ino = NULL;
-	int rc = bfs_make_node(req, parent, name, S_IFREG | (mode & 07777), NULL, &ino);
+	int rc = bfs_make_node(req, parent, name, S_IFREG | (mode & 07777), 0, NULL, &ino);
 	if (rc)
 		goto out;
 	rc = bfs_open_file(fs, ino, (fi->flags & ~O_TRUNC) | O_RDWR, fi);

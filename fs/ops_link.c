@@ -91,15 +91,15 @@ int bfs_link_fresh_nlink(struct bfs_fs *fs, const char *link_key, struct s3_meta
 	return rc;
 }
 
-static bool is_regular(const struct bfs_inode *i)
+static bool is_linkable(const struct bfs_inode *i)
 {
-	return S_ISREG(i->st.st_mode);
+	return !S_ISDIR(i->st.st_mode) && !S_ISLNK(i->st.st_mode);
 }
 
 void bfs_link_changed(struct bfs_fs *fs, struct bfs_inode *self, const char *link_key)
 {
 	size_t n;
-	struct bfs_inode **list = bfs_inode_pin_matching(fs, is_regular, &n);
+	struct bfs_inode **list = bfs_inode_pin_matching(fs, is_linkable, &n);
 	for (size_t k = 0; k < n; k++) {
 		struct bfs_inode *i = list[k];
 		pthread_mutex_lock(&i->lock);
@@ -127,9 +127,16 @@ int bfs_link_unlink(struct bfs_fs *fs, const char *name_key, struct bfs_inode *i
 	pthread_mutex_unlock(&ino->lock);
 	if (!lk)
 		return -ENOMEM;
-	int rc = s3_delete(fs->s3, name_key);
+	struct bfs_link_change ch = { .link_key = lk, .removes = { name_key } };
+	uint64_t intent;
+	int rc = bfs_link_intent_begin(fs, &ch, &intent);
+	bool gone = false; /* the name is deleted: the count must follow */
 	if (rc == 0)
+		gone = (rc = s3_delete(fs->s3, name_key)) == 0;
+	if (gone)
 		rc = bfs_link_set_nlink(fs, lk, -1, NULL);
+	if (!gone || rc == 0 || rc == 1 || rc == -ENOENT)
+		bfs_link_intent_end(fs, intent); /* else the next mount settles the count */
 	if (rc == -ENOENT || rc == 1) {
 		/* the content went with its last name (or was gone already): an open
 		 * descriptor of this name has nothing left to write to */
@@ -158,10 +165,11 @@ static void op_link(fuse_req_t req, fuse_ino_t nodeid, fuse_ino_t newparent, con
 	int rc = ino && ndir ? 0 : -ESTALE;
 	if (rc == 0 && fs->opts->read_only)
 		rc = -EROFS;
-	if (rc == 0 && !S_ISREG(ino->st.st_mode))
-		rc = -EPERM; /* directories never; symlinks and special files: not supported */
-	if (rc == 0 && strlen(newname) > 1024)
-		rc = -ENAMETOOLONG;
+	if (rc == 0 && (S_ISDIR(ino->st.st_mode) || S_ISLNK(ino->st.st_mode)))
+		rc = -EPERM; /* directories never; symlinks: not supported (fifos, sockets and
+			      * devices are empty objects and link like files) */
+	if (rc == 0)
+		rc = bfs_name_check(fs, ndir, newname, false);
 	/* the content must be in S3 before it can be shared */
 	if (rc == 0)
 		rc = bfs_upload_sync(fs, ino);
@@ -198,6 +206,10 @@ static void op_link(fuse_req_t req, fuse_ino_t nodeid, fuse_ino_t newparent, con
 			rc = bfs_attr_meta(ino, &m);
 		if (rc == 0)
 			rc = s3_meta_set(&m, BFS_NLINK_META, "2");
+		char num[24]; /* the file keeps its number: find, tar, du and rsync -H rely on it */
+		snprintf(num, sizeof(num), "%llu", (unsigned long long)st.st_ino);
+		if (rc == 0)
+			rc = s3_meta_set(&m, BFS_INO_META, num);
 		/* the signature names the object key: the content object gets its own */
 		if (rc == 0)
 			rc = bfs_integrity_resign(fs->opts, name_key, &ino->meta,
@@ -214,7 +226,16 @@ static void op_link(fuse_req_t req, fuse_ino_t nodeid, fuse_ino_t newparent, con
 		goto out;
 	}
 
-	if (convert) {
+	/* journaled first: a crash in the middle leaves no count below the names and no
+	 * content nobody uses, once the next mount settled it (fs/link_intent.c) */
+	struct bfs_link_change ch = { .link_key = lk, .is_new = convert,
+				      .adds = { new_key, convert ? name_key : NULL } };
+	uint64_t intent = 0;
+	if (rc == 0)
+		rc = bfs_link_intent_begin(fs, &ch, &intent);
+	if (rc) {
+		/* nothing moved */
+	} else if (convert) {
 		/* 1. the data moves server-side into the content object (the name stays valid
 		 *    until step 2 replaces it) */
 		rc = s3_copy(fs->s3, name_key, lk, &m, "application/octet-stream",
@@ -234,6 +255,8 @@ static void op_link(fuse_req_t req, fuse_ino_t nodeid, fuse_ino_t newparent, con
 	s3_meta_free(&m);
 	if (rc == 0)
 		rc = put_name(fs, new_key, lk, &st);
+	if (rc == 0)
+		bfs_link_intent_end(fs, intent); /* on failure the next mount settles it */
 
 	pthread_mutex_lock(&ino->lock);
 	ino->uploading = false;
@@ -241,7 +264,7 @@ static void op_link(fuse_req_t req, fuse_ino_t nodeid, fuse_ino_t newparent, con
 	if (rc == 0) {
 		free(ino->link_key);
 		ino->link_key = strdup(lk);
-		ino->st.st_ino = bfs_ino_of_key(lk);
+		ino->st.st_ino = bfs_ino_of(name_key, lk, &content.meta);
 		bfs_attr_apply(fs, ino, &content, false);
 		st = ino->st;
 	}
@@ -249,7 +272,7 @@ static void op_link(fuse_req_t req, fuse_ino_t nodeid, fuse_ino_t newparent, con
 	if (rc)
 		goto out;
 
-	nino = bfs_inode_make(fs, ndir, newname, S_IFREG);
+	nino = bfs_inode_make(fs, ndir, newname, st.st_mode & S_IFMT);
 	if (!nino) {
 		rc = -ENOMEM;
 		goto out;

@@ -173,16 +173,17 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 	struct bfs_fs *fs = fuse_req_userdata(req);
 	struct bfs_inode *dir = bfs_inode_get(fs, parent), *ndir = bfs_inode_get(fs, newparent);
 	struct bfs_inode *src = NULL, *dst = NULL;
-	char *okey = NULL, *nkey = NULL;
+	char *okey = NULL, *nkey = NULL, *slk = NULL, *dlk = NULL;
+	uint64_t src_intent = 0, dst_intent = 0;
 	int rc = dir && ndir ? 0 : -ESTALE;
 	if (rc == 0 && fs->opts->read_only)
 		rc = -EROFS;
 	if (rc == 0 && (flags & RENAME_EXCHANGE))
 		rc = -EINVAL;
-	if (rc == 0 && strlen(newname) > 1024)
-		rc = -ENAMETOOLONG;
 	if (rc == 0)
 		rc = bfs_attr_lookup(fs, dir, name, &src);
+	if (rc == 0)
+		rc = bfs_name_check(fs, ndir, newname, S_ISDIR(src->st.st_mode));
 	if (rc)
 		goto out;
 	int drc = bfs_attr_lookup(fs, ndir, newname, &dst);
@@ -228,7 +229,12 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 	bfs_inode_wait_busy(src);
 	/* a hard-linked name is a small pointer object: it moves by copy, its content stays */
 	bool linked = src->link_key != NULL;
+	slk = linked ? strdup(src->link_key) : NULL;
 	bool pending = src->stage_fd >= 0 && !linked;
+	/* a pending file that replaced another at okey (see "replaced" below) leaves that
+	 * object behind when it moves on: it goes now, or it would come back */
+	bool stale = pending && src->base_etag[0] &&
+		     (!src->remote_key || strcmp(src->remote_key, okey) != 0);
 	bool meta_loaded = src->meta_loaded && !linked;
 	struct s3_meta m;
 	s3_meta_init(&m);
@@ -240,6 +246,40 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 		rc = bfs_integrity_resign(fs->opts, okey, &src->meta, (uint64_t)src->st.st_size,
 					  nkey, &m);
 	pthread_mutex_unlock(&src->lock);
+	if (rc == 0 && linked && !slk)
+		rc = -ENOMEM;
+	if (rc)
+		goto out;
+
+	/* what S3 holds at the new name as this mount last saw it: the state a pending upload
+	 * to that name replaces, so recovery after a crash does not take our own rename for
+	 * another writer's change */
+	char replaced[sizeof(src->etag)] = "";
+	bool marker = false;
+	if (dst) {
+		pthread_mutex_lock(&dst->lock);
+		bfs_inode_wait_busy(dst);
+		if (dst->link_key)
+			snprintf(replaced, sizeof(replaced), "%s", BFS_EMPTY_ETAG);
+		else
+			memcpy(replaced, dst->stage_fd >= 0 ? dst->base_etag : dst->etag,
+			       sizeof(replaced));
+		marker = S_ISDIR(dst->st.st_mode) && dst->has_marker && !is_dir;
+		dlk = dst->link_key ? strdup(dst->link_key) : NULL;
+		pthread_mutex_unlock(&dst->lock);
+	}
+	/* hard links whose names change are journaled first (fs/link_intent.c): a linked
+	 * name moves (its content keeps its count), a linked name is replaced (its content
+	 * loses one) */
+	if (slk) {
+		struct bfs_link_change ch = { .link_key = slk, .adds = { nkey },
+					      .removes = { okey } };
+		rc = bfs_link_intent_begin(fs, &ch, &src_intent);
+	}
+	if (rc == 0 && dlk) {
+		struct bfs_link_change ch = { .link_key = dlk, .removes = { nkey } };
+		rc = bfs_link_intent_begin(fs, &ch, &dst_intent);
+	}
 	if (rc)
 		goto out;
 
@@ -256,44 +296,56 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 				s3_last_error());
 	} else if (is_dir) {
 		rc = move_prefix(fs, okey, nkey);
+	} else if (stale) {
+		rc = s3_delete(fs->s3, okey);
+		if (rc)
+			bfs_log(BFS_LOG_ERR, "rename %s -> %s: cannot delete the replaced %s: %s",
+				okey, nkey, okey, s3_last_error());
 	}
 	s3_meta_free(&m);
 	if (rc)
 		goto out;
+	bfs_link_intent_end(fs, src_intent); /* the name moved: the count is right */
+	src_intent = 0;
 
-	if (dst) {
-		/* the replaced name: its pending data, if any, is dropped; its object was
-		 * overwritten (file) or is removed now (empty directory marker) */
-		pthread_mutex_lock(&dst->lock);
-		bfs_inode_wait_busy(dst);
-		bool marker = S_ISDIR(dst->st.st_mode) && dst->has_marker && !is_dir;
-		char *dlk = dst->link_key ? strdup(dst->link_key) : NULL;
-		bfs_stage_discard(fs, dst);
-		pthread_mutex_unlock(&dst->lock);
-		if (marker)
-			s3_delete(fs->s3, nkey);
-		if (dlk) {
-			/* the replaced name was one of a hard-linked file's names */
-			if (bfs_link_set_nlink(fs, dlk, -1, NULL) >= 0)
-				bfs_link_changed(fs, NULL, dlk);
-			free(dlk);
-		}
-	}
 	bfs_inode_move(fs, src, ndir, newname);
 	bfs_listing_note(fs, dir, name, is_dir, false);
 	bfs_listing_note(fs, ndir, newname, is_dir, true);
 	cache_invalidate(fs->cache, okey);
 	if (pending) {
+		/* durable under the new name first: a crash from here on recovers the rename */
 		pthread_mutex_lock(&src->lock);
+		memcpy(src->base_etag, replaced, sizeof(src->base_etag));
 		bfs_mark_dirty(src);
 		rc = bfs_upload_commit(fs, src);
 		pthread_mutex_unlock(&src->lock);
 		bfs_upload_schedule(fs, src, false);
 	}
+	if (dst) {
+		/* then the replaced name goes: its pending data, if any, is dropped; its object
+		 * was overwritten (file), is overwritten by the pending upload, or is removed now
+		 * (empty directory marker); a hard link's count drops only now, so it is never
+		 * below the number of names in S3, whenever a crash comes */
+		pthread_mutex_lock(&dst->lock);
+		bfs_inode_wait_busy(dst);
+		bfs_stage_discard(fs, dst);
+		pthread_mutex_unlock(&dst->lock);
+		if (marker)
+			s3_delete(fs->s3, nkey);
+		if (dlk && bfs_link_set_nlink(fs, dlk, -1, NULL) >= 0) {
+			bfs_link_changed(fs, NULL, dlk);
+			bfs_link_intent_end(fs, dst_intent);
+			dst_intent = 0;
+		}
+	}
 	if (is_dir)
 		fix_pending_below(fs, okey, nkey);
 out:
+	/* an intent still open (a step failed) stays in the journal: the next mount settles
+	 * the link count from what S3 then holds */
 	fuse_reply_err(req, -rc);
+	free(slk);
+	free(dlk);
 	free(okey);
 	free(nkey);
 	bfs_inode_unpin(fs, src);

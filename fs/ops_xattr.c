@@ -121,7 +121,7 @@ static void op_statfs(fuse_req_t req, fuse_ino_t nodeid)
 	sv.f_blocks = (fsblkcnt_t)1 << 32;
 	sv.f_bfree = sv.f_bavail = sv.f_blocks;
 	sv.f_files = sv.f_ffree = sv.f_favail = (fsfilcnt_t)1 << 32;
-	sv.f_namemax = 1024;
+	sv.f_namemax = BFS_NAME_MAX;
 	fuse_reply_statfs(req, &sv);
 }
 

@@ -44,8 +44,10 @@ static const char *const ignored[] = {
 
 static const char usage_text[] =
 	"usage: bucketfs BUCKET[:PREFIX] MOUNTPOINT [-f] [-d] [-o OPTION[,OPTION...]]\n"
+	"       bucketfs -u MOUNTPOINT\n"
 	"\n"
 	"Mounts an S3 bucket (or the part of it under PREFIX/) as a directory.\n"
+	"-u unmounts it and waits until every pending upload is in S3, showing what is left.\n"
 	"\n"
 	"  -f                   stay in the foreground\n"
 	"  -d                   foreground and debug log\n"
@@ -78,6 +80,8 @@ static const char usage_text[] =
 	"  cache_size=SIZE      clean blocks kept (default 0 = 10% of the cache's file system)\n"
 	"  cache_ttl=SECONDS    drop cached blocks older than this (default 0 = never)\n"
 	"  block_size=SIZE      cache block size (default 1M)\n"
+	"  lock_wait=SECONDS    wait this long for an unmounted daemon still uploading from the\n"
+	"                       same cache_dir (default 300)\n"
 	"\n"
 	"FUSE: allow_other, allow_root, default_permissions, auto_unmount, ro, rw, nosuid, nodev,\n"
 	"noexec, noatime, fsname=NAME, subtype=NAME, max_read=N, ... are passed to FUSE.\n"
@@ -228,7 +232,7 @@ static int set_endpoint(struct parse *p, const char *name, const char *url)
 static const char *const valued[] = {
 	"endpoint", "region", "profile", "ca_file", "passwd_file", "cache_dir", "stat_ttl",
 	"upload_delay", "uid", "gid", "umask", "block_size", "cache_size", "cache_ttl",
-	"part_size", "parallel", "hmac_key_file", "hmac", NULL,
+	"part_size", "parallel", "hmac_key_file", "hmac", "lock_wait", NULL,
 };
 
 /* A FUSE option with a value: checked where FUSE would only fail later, passed on. */
@@ -309,6 +313,12 @@ static int set_value(struct parse *p, const char *name, const char *value)
 		if (!parse_uint(value, UINT_MAX, &u))
 			return bad_value(p, name, value, "a whole number of seconds, 0 = never");
 		o->cache_ttl = (unsigned)u;
+		return 0;
+	}
+	if (strcmp(name, "lock_wait") == 0) {
+		if (!parse_uint(value, 86400, &u))
+			return bad_value(p, name, value, "a whole number of seconds up to 86400");
+		o->lock_wait = (unsigned)u;
 		return 0;
 	}
 	if (strcmp(name, "hmac") == 0) {
@@ -622,6 +632,7 @@ int bfs_options_parse(int argc, char **argv, struct bfs_options *o, char *err, s
 	o->gid = getegid();
 	o->umask = 022;
 	o->upload_delay = 0.5;
+	o->lock_wait = 300;
 	o->block_size = 1u << 20;
 	o->part_size = 8u << 20;
 	o->max_connections = 16;

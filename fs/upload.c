@@ -18,6 +18,12 @@
 
 #define SHUTDOWN_TRIES 3
 
+bool bfs_upload_permanent(int rc)
+{
+	return rc == -ENAMETOOLONG || rc == -EINVAL || rc == -EFBIG || rc == -E2BIG ||
+	       rc == -ENXIO || rc == -ENOSYS;
+}
+
 bool bfs_is_dirty(const struct bfs_inode *ino)
 {
 	return ino->gen != ino->uploaded_gen;
@@ -34,8 +40,43 @@ void bfs_mark_dirty(struct bfs_inode *ino)
 
 static char *record_encode(const char *key, const char *remote, const struct s3_meta *m)
 {
-	struct bfs_field f[] = { { "k", key }, { "r", remote } };
-	return bfs_record_encode("bfs1", f, 2, m);
+	char t[24]; /* when it was committed: of two records for one key, the later wins */
+	snprintf(t, sizeof(t), "%lld", (long long)bfs_now_ns());
+	struct bfs_field f[] = { { "k", key }, { "r", remote }, { "t", t } };
+	return bfs_record_encode("bfs1", f, 3, m);
+}
+
+/* The commit time of a record (0 if it has none). */
+static long long record_time(const char *rec)
+{
+	struct bfs_field f[] = { { "t", NULL } };
+	struct s3_meta m;
+	if (bfs_record_decode(rec, rec ? strlen(rec) : 0, "bfs1", f, 1, &m))
+		return 0;
+	long long t = f[0].value ? strtoll(f[0].value, NULL, 10) : 0;
+	bfs_record_fields_free(f, 1);
+	s3_meta_free(&m);
+	return t;
+}
+
+/* Whether another data entry of ents is for the same key and was committed later: then
+ * d is superseded (a file renamed onto a name whose own pending entry was about to be
+ * dropped when the crash came). */
+static bool superseded(const struct cache_dirty *ents, size_t n, const struct cache_dirty *d)
+{
+	long long t = -1;
+	for (size_t i = 0; i < n; i++) {
+		const struct cache_dirty *o = &ents[i];
+		if (o == d || bfs_link_intent_is(o->meta) || !o->key || !d->key ||
+		    strcmp(o->key, d->key) != 0)
+			continue;
+		if (t < 0)
+			t = record_time(d->meta);
+		long long ot = record_time(o->meta);
+		if (ot > t || (ot == t && o->id > d->id))
+			return true;
+	}
+	return false;
 }
 
 /* Parses a record into key, remote key and metadata (all owned by the caller). */
@@ -225,6 +266,9 @@ static int do_upload(struct bfs_fs *fs, struct bfs_inode *ino, bool force)
 	}
 	if (ino->open_writers > 0 && !force)
 		goto unlock; /* the last close schedules it again */
+	if (!force && ino->upload_err && bfs_upload_permanent(ino->upload_err))
+		goto unlock; /* refused as it is: the next change (it clears upload_err) or an
+			      * fsync tries again */
 	rc = bfs_upload_commit(fs, ino);
 	if (rc)
 		goto unlock;
@@ -263,9 +307,11 @@ static int do_upload(struct bfs_fs *fs, struct bfs_inode *ino, bool force)
 	pthread_cond_broadcast(&ino->cond);
 	if (rc) {
 		ino->upload_err = rc;
-		ino->upload_tries++;
-		bfs_log(BFS_LOG_ERR, "%s: upload failed (%s); kept in the journal: %s", key,
-			strerror(-rc), s3_last_error());
+		/* the first failure in a row is logged whole; the retries only at debug level */
+		bfs_log(ino->upload_tries++ ? BFS_LOG_DEBUG : BFS_LOG_ERR,
+			"%s: upload failed (%s)%s; kept in the journal: %s", key, strerror(-rc),
+			bfs_upload_permanent(rc) ? ", not retried until the file changes or the next "
+			"mount" : "", s3_last_error());
 		goto unlock;
 	}
 	ino->upload_tries = 0;
@@ -284,14 +330,24 @@ static int do_upload(struct bfs_fs *fs, struct bfs_inode *ino, bool force)
 		free(ino->remote_key);
 	ino->remote_key = strdup(key);
 	ino->uploaded_gen = gen;
-	if (!bfs_is_dirty(ino)) {
+	/* S3 holds our version now: later changes start from it (also for the conflict check
+	 * of crash recovery, once they are committed) */
+	memcpy(ino->base_etag, ino->etag, sizeof(ino->base_etag));
+	if (bfs_is_dirty(ino)) {
+		/* changed while it uploaded: the journal record must name the new base, or a
+		 * crash now would take our own upload for another writer's change */
+		ino->committed = false;
+		int crc = bfs_upload_commit(fs, ino);
+		if (crc)
+			bfs_log(BFS_LOG_WARN, "%s: journal record not updated after the upload: %s",
+				key, strerror(-crc));
+	} else {
 		/* S3 has everything: the journal entry goes */
 		close(ino->stage_fd);
 		cache_dirty_remove(fs->cache, ino->stage_id);
 		ino->stage_fd = -1;
 		free(ino->remote_key);
 		ino->remote_key = NULL;
-		memcpy(ino->base_etag, ino->etag, sizeof(ino->base_etag));
 	}
 	ino->attr_expire = bfs_mono_ns() + fs->stat_ttl_ns;
 unlock:
@@ -389,7 +445,7 @@ static void *worker(void *arg)
 		pthread_mutex_unlock(&ino->lock);
 		pthread_mutex_lock(&fs->lock);
 		fs->uploads_running--;
-		if (again && !ino->unlinked) {
+		if (again && !ino->unlinked && !(rc && bfs_upload_permanent(rc))) {
 			if (rc && fs->stopping && tries >= SHUTDOWN_TRIES) {
 				bfs_log(BFS_LOG_ERR, "giving up uploading at unmount; the data stays in "
 					"the journal and is uploaded at the next mount");
@@ -474,6 +530,10 @@ static int recover_one(struct bfs_fs *fs, const struct cache_dirty *d)
 	bool conflict = false;
 	if (rc == 0) {
 		conflict = strcmp(cur.etag, d->base_etag ? d->base_etag : "") != 0;
+		/* our own upload that finished just before the crash, before the journal entry
+		 * went: not somebody else's change */
+		if (conflict && bfs_integrity_same_content(&cur, fd, d->size))
+			conflict = false;
 		s3_object_free(&cur);
 	} else if (rc == -ENOENT) {
 		conflict = false;
@@ -526,12 +586,24 @@ int bfs_upload_recover(struct bfs_fs *fs)
 	if (rc)
 		return rc;
 	int first = 0;
-	for (size_t i = 0; i < n; i++) {
-		int r = recover_one(fs, &ents[i]);
-		if (r && !first)
-			first = r;
-		cache_dirty_free(&ents[i]);
+	/* data first: an upload may replace a name that a hard-link change removed */
+	for (int pass = 0; pass < 2; pass++) {
+		for (size_t i = 0; i < n; i++) {
+			if (bfs_link_intent_is(ents[i].meta) != (pass == 1))
+				continue;
+			if (!pass && superseded(ents, n, &ents[i])) {
+				bfs_log(BFS_LOG_INFO, "%s: journal entry %" PRIu64 " replaced by a later "
+					"one; dropped", ents[i].key, ents[i].id);
+				cache_dirty_remove(fs->cache, ents[i].id);
+				continue;
+			}
+			int r = pass ? bfs_link_intent_recover(fs, &ents[i]) : recover_one(fs, &ents[i]);
+			if (r && !first)
+				first = r;
+		}
 	}
+	for (size_t i = 0; i < n; i++)
+		cache_dirty_free(&ents[i]);
 	free(ents);
 	return first;
 }

@@ -32,6 +32,7 @@ static const struct {
 	{ "EntityTooLarge", 0, EFBIG, false },
 	{ "EntityTooSmall", 0, EINVAL, false },
 	{ "KeyTooLongError", 0, ENAMETOOLONG, false },
+	{ "InvalidObjectName", 0, EINVAL, false },     /* Ceph RGW: key over 1024 bytes */
 	{ "MetadataTooLarge", 0, E2BIG, false },
 	{ "InvalidRange", 0, ERANGE, false },
 	{ "NotImplemented", 0, ENOSYS, false },
@@ -136,7 +137,7 @@ bool s3_errmap_retryable_curl(CURLcode rc)
 }
 
 /* The calling thread's last error message. */
-static _Thread_local char last_error[512];
+static _Thread_local char last_error[4096]; /* room for two 1024-byte keys */
 
 void s3_set_error(const char *fmt, ...)
 {

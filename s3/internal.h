@@ -158,7 +158,7 @@ int s3_parallel(struct s3_client *c, size_t n, void (*fn)(void *arg, size_t i), 
 struct s3_first_err {
 	pthread_mutex_t lock; /* protects rc and msg */
 	int rc;
-	char msg[512];
+	char msg[4096];
 };
 void s3_first_err_init(struct s3_first_err *fe);
 /* Records rc (< 0) and the calling thread's s3_last_error() if it is the first failure. */

@@ -8,6 +8,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include <openssl/evp.h>
+
 #include "util/util.h"
 
 /* One upload in progress and the ETag of each part. */
@@ -225,6 +227,46 @@ int s3_multipart_abort(struct s3_client *c, const char *key, const char *upload_
 	return rc;
 }
 
+/* The ETag S3 gives a completed multipart object: hex MD5 of the parts' binary MD5s, "-N". */
+static void multipart_etag(const struct upload *u, char out[72])
+{
+	unsigned char (*md5s)[16] = calloc(u->nparts, sizeof(*md5s)), digest[16];
+	out[0] = '\0';
+	if (!md5s)
+		return;
+	for (size_t i = 0; i < u->nparts; i++)
+		if (bfs_unhex(u->etags[i], md5s[i], 16) != 0)
+			goto out;
+	EVP_Digest(md5s, u->nparts * 16, digest, NULL, EVP_md5(), NULL);
+	bfs_hex(digest, 16, out);
+	snprintf(out + 32, 72 - 32, "-%zu", u->nparts);
+out:
+	free(md5s);
+}
+
+/* CompleteMultipartUpload answered without an ETag (Ceph RGW 16 sends <ETag></ETag>): ask the
+ * object. The caller must know the ETag of what it wrote: an empty one reads as "nothing in
+ * S3", and a later write would start from nothing. If the HEAD fails, the ETag S3 computes
+ * is used; should the server compute another, a conditional request fails and the object is
+ * learnt anew. */
+static void learn_etag(struct upload *u, char etag[72])
+{
+	struct s3_object o;
+	char want[72];
+	multipart_etag(u, want);
+	int rc = s3_head(u->c, u->key, &o);
+	if (rc == 0 && o.etag[0] && o.size == u->size) {
+		if (want[0] && strcmp(o.etag, want) != 0)
+			bfs_log(BFS_LOG_DEBUG, "s3: %s: ETag %s after an upload whose parts make %s",
+				u->key, o.etag, want);
+		snprintf(etag, 72, "%s", o.etag);
+	} else {
+		snprintf(etag, 72, "%s", want);
+	}
+	if (rc == 0)
+		s3_object_free(&o);
+}
+
 /* Runs the parts of u (created), completes it, or aborts it on failure. */
 static int run_upload(struct upload *u, struct s3_object *out)
 {
@@ -246,6 +288,8 @@ static int run_upload(struct upload *u, struct s3_object *out)
 	rc = complete_upload(u, etag);
 	if (rc)
 		goto abort;
+	if (!etag[0])
+		learn_etag(u, etag);
 	if (out) {
 		s3_object_init(out);
 		snprintf(out->etag, sizeof(out->etag), "%s", etag);
@@ -254,7 +298,7 @@ static int run_upload(struct upload *u, struct s3_object *out)
 	goto out;
 abort:;
 	/* Keep the first error's message: the abort may overwrite it. */
-	char msg[512];
+	char msg[4096];
 	snprintf(msg, sizeof(msg), "%s", s3_last_error());
 	if (s3_multipart_abort(u->c, u->key, u->upload_id))
 		bfs_log(BFS_LOG_WARN, "s3: %s: could not abort upload %s: %s", u->key,

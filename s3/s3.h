@@ -19,6 +19,8 @@
 
 struct s3_client; /* opaque; thread-safe */
 
+#define S3_MAX_KEY 1024 /* longest object key S3 accepts, in bytes (UTF-8) */
+
 struct s3_config {
 	const char *endpoint;      /* "http://127.0.0.1:4568", "https://s3.example.com"; NULL = AWS for region */
 	const char *region;        /* NULL = "us-east-1" */

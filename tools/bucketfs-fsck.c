@@ -33,6 +33,7 @@ struct obj {
 	struct timespec mtime;
 	bool internal;      /* under .bucketfs/ */
 	bool referenced;    /* internal object some object points to */
+	long nlink;         /* a hard link's content object: its bfs-nlink (0: none) */
 };
 
 struct problem {
@@ -245,6 +246,8 @@ static void check_object(struct fsck *f, struct obj *ob)
 	const char *ln = s3_meta_get(&h.meta, "bfs-link");
 	if (ln)
 		remember(f, &f->links, &f->nlinks, &f->links_cap, ln);
+	const char *nl = s3_meta_get(&h.meta, "bfs-nlink");
+	ob->nlink = nl ? strtol(nl, NULL, 10) : 0;
 	size_t kl = strlen(ob->key);
 	if (kl && ob->key[kl - 1] == '/' && h.size > 0)
 		problem(f, "marker-with-body", ob->key, "directory marker holds %" PRIu64 " bytes",
@@ -365,12 +368,37 @@ static void *progress_thread(void *arg)
 
 /* ---- structure (from the listing alone) ---- */
 
+/* Hard links (docs/hardlinks.md): every name's content object exists and counts at least
+ * its names, or removing one name deletes data another still shows. A count above the
+ * names (an interrupted link or unlink) only keeps the content from being freed. */
+static void check_links(struct fsck *f)
+{
+	for (size_t i = 0, j; i < f->nlinks; i = j) {
+		for (j = i + 1; j < f->nlinks && strcmp(f->links[j], f->links[i]) == 0; j++)
+			;
+		size_t refs = j - i;
+		struct obj want = { .key = f->links[i] };
+		struct obj *c = f->n ? bsearch(&want, f->objs, f->n, sizeof(*f->objs), cmp_obj)
+				     : NULL;
+		if (!c)
+			problem(f, "dangling-link", f->links[i], "%zu name(s) point to this content "
+				"object, which is missing", refs);
+		else if (c->nlink < (long)refs)
+			problem(f, "link-count", c->key, "counts %ld name(s) but %zu point to it: "
+				"removing one would delete data the others show", c->nlink, refs);
+		else if (c->nlink > (long)refs)
+			problem(f, "link-count", c->key, "counts %ld name(s) but %zu point to it: "
+				"it is never freed", c->nlink, refs);
+	}
+}
+
 static void check_structure(struct fsck *f)
 {
 	if (f->nroots)
 		qsort(f->roots, f->nroots, sizeof(char *), cmp_str);
 	if (f->nlinks)
 		qsort(f->links, f->nlinks, sizeof(char *), cmp_str);
+	check_links(f);
 	for (size_t i = 0; i < f->n; i++) {
 		struct obj *ob = &f->objs[i];
 		size_t kl = strlen(ob->key);

@@ -32,7 +32,7 @@ static const char *level_name(enum bfs_log_level level)
 
 void bfs_log(enum bfs_log_level level, const char *fmt, ...)
 {
-	char line[1024];
+	char line[8192]; /* an S3 message with a 1024-byte key fits whole */
 	va_list ap;
 
 	if ((int)level > atomic_load(&log_level_max))

@@ -5,10 +5,18 @@ installed by `npm ci`) through the auditing proxy tests/proxy/audit_proxy.py,
 which re-verifies every request bucketfs sends (SigV4 signature, payload
 SHA-256, Content-MD5, canonical encoding) and counts requests by operation.
 
+The server is picked by S3_SERVER: "s3rver" (default) or "rgw", a one-node Ceph
+RADOS Gateway (tests/s3server/rgw.py: Debian's ceph-mon, ceph-osd, radosgw) that
+checks signatures and Content-MD5 itself and keeps S3's multipart ETags. `make
+test` runs the whole suite once on each.
+
 Fixtures
 --------
 s3server  (session) the S3 server on a free 127.0.0.1 port, temp data dir.
-          .endpoint -> "http://127.0.0.1:PORT" (direct, unaudited), .log (path)
+          .endpoint -> "http://127.0.0.1:PORT" (direct, unaudited), .log (path),
+          .kind -> "s3rver" or "rgw", .data_dir (s3rver only, else None)
+on_rgw / on_s3rver  booleans: which server this session runs against
+          (S3_SERVER); tests of server behaviour only one of them has use them.
 proxy     (session) strict audit proxy in front of s3server (what `mount` uses).
           .endpoint; .stats() -> {"GetObject": n, ..., "bytes_up": n,
           "bytes_down": n} (body bytes); .requests() -> [RequestRecord(op,
@@ -105,8 +113,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 import uuid
 from pathlib import Path
 
@@ -117,11 +123,18 @@ from botocore.config import Config
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests" / "proxy"))
 from audit_proxy import AuditProxy  # noqa: E402
+sys.path.insert(0, str(REPO / "tests" / "s3server"))
+import rgw  # noqa: E402
 
 # make test-asan points this at the sanitizer build's binaries
 BIN_DIR = Path(os.environ.get("BUCKETFS_BIN") or REPO / "bin")
 BFS_BIN = BIN_DIR / "bucketfs"
 S3RVER_BIN = REPO / "tests" / "s3server" / "node_modules" / ".bin" / "s3rver"
+S3_SERVER = os.environ.get("S3_SERVER", "s3rver")
+if S3_SERVER not in ("s3rver", "rgw"):
+    raise SystemExit(f"S3_SERVER={S3_SERVER!r}: use s3rver or rgw")
+on_rgw = S3_SERVER == "rgw"
+on_s3rver = S3_SERVER == "s3rver"
 ACCESS_KEY = SECRET_KEY = "S3RVER"
 REGION = "us-east-1"
 MOUNT_TIMEOUT = 30        # seconds for a mount to come up
@@ -297,30 +310,43 @@ def _session_dir():
 
 
 class S3Server:
-    def __init__(self, proc, port, data_dir, log):
-        self.proc, self.port, self.data_dir, self.log = proc, port, data_dir, log
+    def __init__(self, kind, port, data_dir, log):
+        self.kind, self.port, self.data_dir, self.log = kind, port, data_dir, log
         self.endpoint = f"http://127.0.0.1:{port}"
 
 
 @pytest.fixture(scope="session")
 def s3server(_session_dir):
+    if on_rgw:
+        yield from _rgw_server(_session_dir)
+    else:
+        yield from _s3rver_server(_session_dir)
+
+
+def _rgw_server(session_dir):
+    missing = [p for p in ("ceph-mon", "ceph-osd", "radosgw", "radosgw-admin")
+               if not shutil.which(p)]
+    if missing:
+        pytest.fail(f"S3_SERVER=rgw needs {', '.join(missing)}: run `make deps`", pytrace=False)
+    server = rgw.RGW(session_dir / "rgw")
+    try:
+        server.start()
+    except RuntimeError as e:
+        pytest.fail(f"Ceph RGW did not start: {e}", pytrace=False)
+    yield S3Server("rgw", server.port, None, server.log)
+    server.stop()
+
+
+def _s3rver_server(_session_dir):
     if not os.access(S3RVER_BIN, os.X_OK):
         pytest.fail(f"{S3RVER_BIN} missing: run `make deps` (npm ci in tests/s3server)",
                     pytrace=False)
     data = _session_dir / "s3rver-data"
     data.mkdir()
     proc, port = _start_s3rver(data, _session_dir / "s3rver.log")
-    server = S3Server(proc, port, data, _session_dir / "s3rver.log")
+    server = S3Server("s3rver", port, data, _session_dir / "s3rver.log")
 
-    def answers():
-        try:
-            urllib.request.urlopen(server.endpoint + "/", timeout=2)
-        except urllib.error.HTTPError:
-            return True                     # any HTTP answer (403 unsigned) is fine
-        except OSError:
-            return False
-        return True
-    if not _wait(answers, 30, 0.1):
+    if not _wait(lambda: rgw.answers_http(server.endpoint), 30, 0.1):
         proc.kill()
         pytest.fail("s3rver does not answer HTTP")
     yield server
@@ -334,7 +360,7 @@ def s3server(_session_dir):
 
 def _start_proxy(s3server, mode):
     p = AuditProxy(s3server.endpoint, mode=mode, credentials={ACCESS_KEY: SECRET_KEY},
-                   region=REGION).start()
+                   region=REGION, s3rver_fixups=s3server.kind == "s3rver").start()
     _PROXIES.append(p)
     return p
 
@@ -401,10 +427,34 @@ def s3(s3server):
     return make_client(s3server.endpoint, retries=2)
 
 
+_DONE_BUCKETS = []   # RGW: buckets of earlier tests, emptied before the next test starts
+
+
+def _purge(s3, name):
+    """Deletes every object, unfinished upload and then the bucket (best effort)."""
+    try:
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=name):
+            keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
+            for i in range(0, len(keys), 1000):
+                s3.delete_objects(Bucket=name, Delete={"Objects": keys[i:i + 1000],
+                                                       "Quiet": True})
+        for u in s3.list_multipart_uploads(Bucket=name).get("Uploads", []):
+            s3.abort_multipart_upload(Bucket=name, Key=u["Key"], UploadId=u["UploadId"])
+        s3.delete_bucket(Bucket=name)
+    except Exception as e:          # noqa: BLE001 - never fail a later test for this
+        print(f"could not empty bucket {name}: {e}")
+
+
 @pytest.fixture
 def bucket(s3):
+    # RGW's OSD keeps objects in memory (memstore): the data of finished tests goes, so a
+    # whole suite fits. (At this point their mounts are gone; s3rver keeps files on disk.)
+    while on_rgw and _DONE_BUCKETS:
+        _purge(s3, _DONE_BUCKETS.pop())
     name = f"bfs-{uuid.uuid4().hex[:16]}"
     s3.create_bucket(Bucket=name)
+    if on_rgw:
+        _DONE_BUCKETS.append(name)
     return name
 
 

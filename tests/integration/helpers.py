@@ -196,3 +196,19 @@ def write_key_file(directory, key):
     p.write_bytes(key + b'\n')
     p.chmod(0o600)
     return str(p)
+
+
+def run_fsck(proxy, spec, keyfile=None, args=(), tmp=None, timeout=120):
+    """bin/bucketfs-fsck SPEC -o endpoint=<proxy>,... ARGS with the proxy's credentials."""
+    from conftest import bfs_bin
+    opts = f'endpoint={proxy.endpoint},path_style,region=us-east-1'
+    if keyfile:
+        opts += f',hmac_key_file={keyfile}'
+    if tmp:
+        opts += f',cache_dir={tmp}/fsck-cache'
+    env = {k: v for k, v in os.environ.items() if not k.startswith('AWS_')}
+    env.update(AWS_ACCESS_KEY_ID=next(iter(proxy.credentials)),
+               AWS_SECRET_ACCESS_KEY=next(iter(proxy.credentials.values())))
+    exe = os.path.join(os.path.dirname(bfs_bin()), 'bucketfs-fsck')
+    return subprocess.run([exe, spec, '-o', opts] + list(args), capture_output=True,
+                          text=True, timeout=timeout, env=env)

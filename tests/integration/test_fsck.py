@@ -4,12 +4,10 @@ bucketfs, each planted problem found with the right kind and key, exit codes 0/1
 import hashlib
 import json
 import os
-import subprocess
 
 import pytest
 
-from conftest import bfs_bin
-from helpers import write_key_file, ops, reset_counters, write_file
+from helpers import ops, reset_counters, run_fsck, write_file, write_key_file
 
 KEY = b'fsck-test-key-0123456789abcdef'
 MiB = 1 << 20
@@ -21,17 +19,7 @@ def keyfile(test_dir):
 
 
 def fsck(proxy, spec, keyfile=None, args=(), tmp=None):
-    opts = f'endpoint={proxy.endpoint},path_style,region=us-east-1'
-    if keyfile:
-        opts += f',hmac_key_file={keyfile}'
-    if tmp:
-        opts += f',cache_dir={tmp}/fsck-cache'
-    env = {k: v for k, v in os.environ.items() if not k.startswith('AWS_')}
-    env.update(AWS_ACCESS_KEY_ID=next(iter(proxy.credentials)),
-               AWS_SECRET_ACCESS_KEY=next(iter(proxy.credentials.values())))
-    exe = os.path.join(os.path.dirname(bfs_bin()), 'bucketfs-fsck')
-    return subprocess.run([exe, spec, '-o', opts] + list(args), capture_output=True,
-                          text=True, timeout=120, env=env)
+    return run_fsck(proxy, spec, keyfile, args, tmp)
 
 
 def problems(res):

@@ -452,6 +452,50 @@ def test_hardlink_cost_independent_of_size(mount, bucket, s3, proxy):
     assert sha256_file(os.path.join(m.path, 'big.l1')) == hashlib.sha256(data).hexdigest()
 
 
+def test_hardlink_keeps_the_inode_number(mount, bucket, s3):
+    """link() does not renumber the file: create p1, rename it to p2, link p2 p1 — both names
+    have p2's st_ino from before the link, also after a remount (find, tar, du and rsync -H
+    compare inode numbers taken at different times)."""
+    m = mount(bucket)
+    p1, p2 = os.path.join(m.path, 'p1'), os.path.join(m.path, 'p2')
+    write_file(p1, b'numbered')
+    os.rename(p1, p2)
+    before = os.stat(p2).st_ino
+    os.link(p2, p1)
+    assert os.stat(p1).st_ino == os.stat(p2).st_ino == before
+    m.remount()
+    assert os.stat(p1).st_ino == os.stat(p2).st_ino == before
+    os.link(p1, os.path.join(m.path, 'p3'))        # a later link of a linked file: the same
+    assert os.stat(os.path.join(m.path, 'p3')).st_ino == before
+
+
+def test_hardlink_of_fifo_and_socket(mount, bucket, s3):
+    """Hard links to a fifo and a socket: one inode (st_ino, st_nlink 2), the type kept
+    through both names and after a remount; removing one name keeps the other."""
+    import socket
+    m = mount(bucket)
+    fifo, sock = os.path.join(m.path, 'fifo'), os.path.join(m.path, 'sock')
+    os.mkfifo(fifo, 0o640)
+    s = socket.socket(socket.AF_UNIX)
+    try:
+        s.bind(sock)
+    finally:
+        s.close()
+    for p in (fifo, sock):
+        os.link(p, p + '.2')
+        a, b = os.lstat(p), os.lstat(p + '.2')
+        assert a.st_ino == b.st_ino and a.st_nlink == b.st_nlink == 2, (p, a, b)
+        assert stat.S_IFMT(a.st_mode) == stat.S_IFMT(b.st_mode)
+    m.remount()
+    assert stat.S_ISFIFO(os.lstat(fifo + '.2').st_mode)
+    assert stat.S_ISSOCK(os.lstat(sock + '.2').st_mode)
+    os.unlink(fifo)
+    st = os.lstat(fifo + '.2')
+    assert stat.S_ISFIFO(st.st_mode) and st.st_nlink == 1
+    m.unmount()
+    assert 'fifo' not in s3_keys(s3, bucket)
+
+
 def test_hardlink_refused_for_directories_and_symlinks(mount, bucket, s3):
     """link of a directory fails with EPERM (the kernel refuses it before bucketfs), and so does
     a link of a symlink itself (bucketfs: not supported); nothing is stored."""

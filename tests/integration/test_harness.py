@@ -207,8 +207,11 @@ def test_tampered_requests_are_flagged(proxy, s3, bucket):
     status, _ = send_signed(ep, "GET", f"/{bucket}/k", timestamp=old)
     assert status == 403 and kinds(proxy.take_violations()) == ["clock-skew"]
     # '+' left unencoded in the path: signed consistently, but not canonical
+    # (s3rver takes the path as it comes: no such key; RGW reads '+' as a space and so
+    # signs another canonical path: refused. Either way the proxy flags it.)
     status, _ = send_signed(ep, "GET", f"/{bucket}/a+b")
-    assert status == 404 and kinds(proxy.take_violations()) == ["encoding"]
+    assert status == (403 if conftest.on_rgw else 404)
+    assert kinds(proxy.take_violations()) == ["encoding"]
     # '/' left unencoded in a query value (as s3fs does), canonical form signed
     status, _ = send_signed(ep, "GET", f"/{bucket}?list-type=2&prefix=a%2Fb",
                             send_target=f"/{bucket}?list-type=2&prefix=a/b")

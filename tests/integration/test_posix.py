@@ -434,6 +434,68 @@ def test_mkfifo(mount, bucket, s3):
     assert stat.S_ISFIFO(st.st_mode), f'not a fifo after remount: {st.st_mode:o}'
 
 
+def test_device_nodes(mount, bucket, s3, test_dir):
+    """mknod of character and block devices (as root): type and device number kept in
+    x-amz-meta-mode / -rdev (as s3fs stores them), across a remount, and rsync -a of a tree
+    with devices (a chroot, a container image) finds nothing to do the second time."""
+    m = mount(bucket)
+    chr_dev, blk_dev = os.makedev(1, 3), os.makedev(8, 17)
+    os.mknod(os.path.join(m.path, 'null'), stat.S_IFCHR | 0o666, chr_dev)
+    os.mknod(os.path.join(m.path, 'sdb1'), stat.S_IFBLK | 0o660, blk_dev)
+    st = os.lstat(os.path.join(m.path, 'null'))
+    assert stat.S_ISCHR(st.st_mode) and st.st_rdev == chr_dev
+    modes = {n: os.lstat(os.path.join(m.path, n)).st_mode for n in ('null', 'sdb1')}
+    m.unmount()
+    meta = s3_meta(s3, bucket, 'null')
+    assert stat.S_ISCHR(int(meta['mode'])) and int(meta['mode']) == modes['null'], meta
+    assert int(meta['rdev']) == chr_dev, meta
+    meta = s3_meta(s3, bucket, 'sdb1')
+    assert stat.S_ISBLK(int(meta['mode'])) and int(meta['mode']) == modes['sdb1'], meta
+    assert int(meta['rdev']) == blk_dev, meta
+    m.remount()
+    for name, kind, dev in (('null', stat.S_ISCHR, chr_dev), ('sdb1', stat.S_ISBLK, blk_dev)):
+        st = os.lstat(os.path.join(m.path, name))
+        assert kind(st.st_mode) and st.st_rdev == dev, f'{name}: {st.st_mode:o} {st.st_rdev}'
+    src = test_dir / 'tree'
+    src.mkdir()
+    os.mknod(src / 'tty0', stat.S_IFCHR | 0o620, os.makedev(4, 0))
+    os.mknod(src / 'loop0', stat.S_IFBLK | 0o660, os.makedev(7, 0))
+    os.mkfifo(src / 'fifo', 0o600)
+    dst = os.path.join(m.path, 'tree')
+    subprocess.run(['rsync', '-a', '--numeric-ids', f'{src}/', f'{dst}/'], check=True)
+    m.remount()
+    again = subprocess.run(['rsync', '-ani', '--numeric-ids', f'{src}/', f'{dst}/'],
+                           capture_output=True, text=True, check=True)
+    assert again.stdout.strip() == '', f'rsync finds differences: {again.stdout}'
+
+
+def test_link_counts_of_directories_and_unlinked_files(mount, bucket, s3):
+    """A directory whose listing is known counts 2 + its subdirectories (find, du and rsync
+    use it); fstat of an open file whose last name is gone reports 0 links."""
+    m = mount(bucket)
+    d = os.path.join(m.path, 'd')
+    os.mkdir(d)
+    for sub in ('a', 'b', 'c'):
+        os.mkdir(os.path.join(d, sub))
+    write_file(os.path.join(d, 'file'), b'x')
+    os.listdir(d)
+    assert os.stat(d).st_nlink == 5
+    os.rmdir(os.path.join(d, 'c'))
+    assert os.stat(d).st_nlink == 4
+    m.remount()
+    os.listdir(d)
+    assert os.stat(d).st_nlink == 4
+    found = subprocess.run(['find', d, '-mindepth', '1', '-type', 'd'], capture_output=True,
+                           text=True, check=True).stdout.split()
+    assert sorted(os.path.basename(p) for p in found) == ['a', 'b']
+    f = os.path.join(m.path, 'gone')
+    write_file(f, b'still readable')
+    with open(f, 'rb') as fh:
+        os.unlink(f)
+        assert os.fstat(fh.fileno()).st_nlink == 0
+        assert fh.read() == b'still readable'
+
+
 def test_statvfs(mount, bucket, s3):
     m = mount(bucket)
     v = os.statvfs(m.path)

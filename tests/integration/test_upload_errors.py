@@ -3,6 +3,7 @@ never success, and nothing is lost: the data stays in the journal and reaches S3
 server behaves."""
 import errno
 import os
+import time
 
 import pytest
 
@@ -56,3 +57,29 @@ def test_sync_close_reports_failed_upload(mount, bucket, s3, proxy):
     proxy.clear_faults()
     m.unmount()  # the journal entry is uploaded before the daemon exits
     assert s3_body(s3, bucket, 'g') == b'payload'
+
+
+def test_permanent_refusal_is_reported_once_and_not_retried_on_a_timer(mount, bucket, s3, proxy):
+    """S3 refusing the request itself (400 InvalidArgument: the same request fails the same
+    way however often it is sent) makes fsync fail at once, is logged once, whole, and is not
+    retried in the background; the data stays in the journal, and an fsync after the cause
+    is gone uploads it."""
+    m = mount(bucket)
+    data = os.urandom(200_000)
+    f = proxy.fault('error', op='PutObject', count=None, status=400, code='InvalidArgument')
+    p = os.path.join(m.path, 'refused')
+    assert write_then_fsync(p, data) == errno.EINVAL
+    assert f.hits == 1, f'a refused request was sent {f.hits} times'
+    time.sleep(3.5)       # retryable failures back off 1 s, 2 s: two more tries by now
+    assert f.hits == 1, f'a refused upload was retried on a timer ({f.hits} attempts)'
+    lines = [ln for ln in m.log_text().splitlines() if 'upload failed' in ln]
+    assert len(lines) == 1, f'expected the failure logged once: {lines}'
+    assert 'InvalidArgument' in lines[0] and 'refused' in lines[0], lines[0]
+    assert 'refused' not in s3_keys(s3, bucket)
+    proxy.clear_faults()
+    fd = os.open(p, os.O_RDWR)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    assert s3_body(s3, bucket, 'refused') == data

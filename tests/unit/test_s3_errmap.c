@@ -19,6 +19,8 @@ static void test_documented_mapping(void **state)
 	assert_int_equal(s3_errmap_http(403, "AccessDenied"), -EACCES);
 	assert_int_equal(s3_errmap_http(403, "SignatureDoesNotMatch"), -EACCES);
 	assert_int_equal(s3_errmap_http(403, "InvalidAccessKeyId"), -EACCES);
+	assert_int_equal(s3_errmap_http(400, "KeyTooLongError"), -ENAMETOOLONG);
+	assert_int_equal(s3_errmap_http(400, "InvalidObjectName"), -EINVAL); /* Ceph RGW */
 	assert_int_equal(s3_errmap_http(412, "PreconditionFailed"), -ESTALE);
 	assert_int_equal(s3_errmap_http(304, NULL), -EALREADY);
 	assert_int_equal(s3_errmap_http(400, "BadDigest"), -EBADMSG);

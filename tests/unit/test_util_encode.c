@@ -65,6 +65,22 @@ static void test_hex(void **state)
 	assert_string_equal(out, "");
 }
 
+static void test_unhex(void **state)
+{
+	(void)state;
+	unsigned char out[4];
+	assert_int_equal(bfs_unhex("00fFa9", out, 3), 0);
+	assert_memory_equal(out, "\x00\xff\xa9", 3);
+	assert_int_equal(bfs_unhex("00ff", out, 3), -EINVAL);   /* too short */
+	assert_int_equal(bfs_unhex("00ffa9b", out, 3), -EINVAL); /* too long */
+	assert_int_equal(bfs_unhex("00fg", out, 2), -EINVAL);    /* not hex */
+	assert_int_equal(bfs_unhex(NULL, out, 1), -EINVAL);
+	char hex[9];
+	bfs_hex((const unsigned char *)"\x12\x34\xab\xcd", 4, hex);
+	assert_int_equal(bfs_unhex(hex, out, 4), 0);
+	assert_memory_equal(out, "\x12\x34\xab\xcd", 4);
+}
+
 static void test_base64_vectors(void **state)
 {
 	(void)state;
@@ -151,6 +167,7 @@ int main(void)
 		cmocka_unit_test(test_uri_encode),
 		cmocka_unit_test(test_uri_decode),
 		cmocka_unit_test(test_hex),
+		cmocka_unit_test(test_unhex),
 		cmocka_unit_test(test_base64_vectors),
 		cmocka_unit_test(test_base64_round_trip),
 		cmocka_unit_test(test_base64_invalid),
