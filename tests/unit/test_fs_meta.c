@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <sys/sysmacros.h>
 
 #include "fs/fs.h"
 
@@ -119,7 +120,23 @@ static void test_from_stat_matches_s3fs(void **state)
 		assert_int_equal(bfs_meta_from_stat(&st, &m), 0);
 		assert_string_equal(s3_meta_get(&m, "mode"), types[i].s);
 	}
-	assert_int_equal(m.n, 6); /* replaced, not added */
+	assert_int_equal(m.n, 7); /* replaced, not added; + rdev of the device */
+	assert_string_equal(s3_meta_get(&m, "rdev"), "0");
+	s3_meta_free(&m);
+
+	/* A device's number, as s3fs stores it, and back. */
+	st.st_mode = S_IFBLK | 0660;
+	st.st_rdev = makedev(8, 17);
+	s3_meta_init(&m);
+	assert_int_equal(bfs_meta_from_stat(&st, &m), 0);
+	assert_string_equal(s3_meta_get(&m, "rdev"), "2065");
+	struct s3_object o;
+	s3_object_init(&o);
+	o.meta = m;
+	struct stat back;
+	bfs_meta_to_stat(&o, false, &defaults, &back);
+	assert_true(S_ISBLK(back.st_mode));
+	assert_int_equal(back.st_rdev, makedev(8, 17));
 	s3_meta_free(&m);
 }
 
