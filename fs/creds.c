@@ -317,6 +317,26 @@ int bfs_creds_load(const struct bfs_options *o, struct bfs_creds *out, char *err
 		    "AWS_SECRET_ACCESS_KEY, or use ~/.aws/credentials or -o passwd_file=");
 }
 
+void bfs_s3_config(const struct bfs_options *o, const struct bfs_creds *cr,
+		   struct s3_config *cfg)
+{
+	*cfg = (struct s3_config){
+		.endpoint = o->endpoint,
+		.region = o->region,
+		.bucket = o->bucket,
+		.path_style = o->path_style,
+		.insecure = o->insecure,
+		.ca_file = o->ca_file,
+		.access_key = cr->access_key,
+		.secret_key = cr->secret_key,
+		.session_token = cr->session_token,
+		.max_connections = o->max_connections,
+		.part_size = o->part_size,
+		.low_speed_timeout_s = (long)o->timeout,
+		.unreachable_wait_s = (long)o->server_wait,
+	};
+}
+
 void bfs_creds_free(struct bfs_creds *c)
 {
 	wipe_free(c->access_key);

@@ -47,6 +47,8 @@ struct bfs_options {
 	uint64_t block_size;  /* -o block_size=SIZE (cache block, default 1M) */
 	uint64_t cache_size;  /* -o cache_size=SIZE (0 = 10% of disk) */
 	unsigned cache_ttl;   /* -o cache_ttl=SECONDS (0 = none) */
+	unsigned timeout;     /* -o timeout=SECONDS: a request under 1 KiB/s this long is retried (30) */
+	unsigned server_wait; /* -o server_wait=SECONDS: calls wait for an unreachable server (60) */
 	unsigned lock_wait;   /* -o lock_wait=SECONDS for a cache_dir held by an unmounting daemon (300) */
 	uint64_t part_size;   /* -o part_size=SIZE (multipart part, default 8M) */
 	int max_connections;  /* -o parallel=N (default 16) */
@@ -81,6 +83,9 @@ struct bfs_creds {
  * -ENOENT with a message when none is found. err gets one line. */
 int bfs_creds_load(const struct bfs_options *o, struct bfs_creds *out, char *err, size_t errlen);
 void bfs_creds_free(struct bfs_creds *c);
+/* The S3 client settings the options and credentials give (strings borrowed from both). */
+void bfs_s3_config(const struct bfs_options *o, const struct bfs_creds *cr,
+		   struct s3_config *cfg);
 
 /* ---- S3 metadata conventions (fs/meta.c), compatible with s3fs-fuse ---- */
 

@@ -16,22 +16,14 @@ static void die(const char *fmt, const char *a, const char *b)
 	fputc('\n', stderr);
 }
 
-static int make_client(const struct bfs_options *o, const struct bfs_creds *cr,
+/* at_mount: the checks before mounting fail at once on an unreachable endpoint */
+static int make_client(const struct bfs_options *o, const struct bfs_creds *cr, bool at_mount,
 		       struct s3_client **out)
 {
-	struct s3_config cfg = {
-		.endpoint = o->endpoint,
-		.region = o->region,
-		.bucket = o->bucket,
-		.path_style = o->path_style,
-		.insecure = o->insecure,
-		.ca_file = o->ca_file,
-		.access_key = cr->access_key,
-		.secret_key = cr->secret_key,
-		.session_token = cr->session_token,
-		.max_connections = o->max_connections,
-		.part_size = o->part_size,
-	};
+	struct s3_config cfg;
+	bfs_s3_config(o, cr, &cfg);
+	if (at_mount)
+		cfg.unreachable_wait_s = 0;
 	return s3_client_new(&cfg, out);
 }
 
@@ -61,7 +53,7 @@ static int preflight(struct bfs_options *o, struct bfs_creds *cr)
 	struct cache *cache = NULL;
 	struct bfs_fs *fs = NULL;
 	const char *where = o->endpoint ? o->endpoint : "AWS S3";
-	int rc = make_client(o, cr, &s3);
+	int rc = make_client(o, cr, true, &s3);
 	if (rc) {
 		die("cannot set up the S3 client for %s: %s", where, strerror(-rc));
 		goto out;
@@ -178,7 +170,7 @@ int main(int argc, char **argv)
 		bfs_log(BFS_LOG_ERR, "cannot daemonize");
 		goto out_unmount;
 	}
-	if (make_client(&o, &cr, &s3) || open_cache(&o, &cache)) {
+	if (make_client(&o, &cr, false, &s3) || open_cache(&o, &cache)) {
 		bfs_log(BFS_LOG_ERR, "cannot set up the S3 client or cache_dir %s", o.cache_dir);
 		goto out_unmount;
 	}

@@ -65,6 +65,10 @@ static const char usage_text[] =
 	"  passwd_file=PATH     s3fs-style KEY:SECRET or BUCKET:KEY:SECRET file (mode 600)\n"
 	"  parallel=N           concurrent S3 requests (default 16)\n"
 	"  part_size=SIZE       multipart upload part size (default 8M)\n"
+	"  timeout=SECONDS      a request moving under 1 KiB/s this long is cut and retried\n"
+	"                       (default 30)\n"
+	"  server_wait=SECONDS  while the server cannot be reached, calls wait this long for\n"
+	"                       it before they fail (default 60; not at mount time)\n"
 	"  hmac_key_file=PATH   HMAC-SHA256 keys (mode 600; first line signs, all verify)\n"
 	"  hmac=MODE            off, sign, verify or require (default verify with a key, else off)\n"
 	"\n"
@@ -232,7 +236,8 @@ static int set_endpoint(struct parse *p, const char *name, const char *url)
 static const char *const valued[] = {
 	"endpoint", "region", "profile", "ca_file", "passwd_file", "cache_dir", "stat_ttl",
 	"upload_delay", "uid", "gid", "umask", "block_size", "cache_size", "cache_ttl",
-	"part_size", "parallel", "hmac_key_file", "hmac", "lock_wait", NULL,
+	"part_size", "parallel", "hmac_key_file", "hmac", "lock_wait", "timeout", "server_wait",
+	NULL,
 };
 
 /* A FUSE option with a value: checked where FUSE would only fail later, passed on. */
@@ -313,6 +318,18 @@ static int set_value(struct parse *p, const char *name, const char *value)
 		if (!parse_uint(value, UINT_MAX, &u))
 			return bad_value(p, name, value, "a whole number of seconds, 0 = never");
 		o->cache_ttl = (unsigned)u;
+		return 0;
+	}
+	if (strcmp(name, "server_wait") == 0) {
+		if (!parse_uint(value, 86400, &u))
+			return bad_value(p, name, value, "a whole number of seconds up to 86400");
+		o->server_wait = (unsigned)u;
+		return 0;
+	}
+	if (strcmp(name, "timeout") == 0) {
+		if (!parse_uint(value, 3600, &u) || u == 0)
+			return bad_value(p, name, value, "a whole number of seconds from 1 to 3600");
+		o->timeout = (unsigned)u;
 		return 0;
 	}
 	if (strcmp(name, "lock_wait") == 0) {
@@ -633,6 +650,8 @@ int bfs_options_parse(int argc, char **argv, struct bfs_options *o, char *err, s
 	o->umask = 022;
 	o->upload_delay = 0.5;
 	o->lock_wait = 300;
+	o->timeout = 30;
+	o->server_wait = 60;
 	o->block_size = 1u << 20;
 	o->part_size = 8u << 20;
 	o->max_connections = 16;

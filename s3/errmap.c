@@ -120,6 +120,21 @@ int s3_errmap_curl(CURLcode rc)
 	}
 }
 
+bool s3_errmap_unreachable_curl(CURLcode rc)
+{
+	switch (rc) {
+	case CURLE_COULDNT_CONNECT:
+	case CURLE_COULDNT_RESOLVE_HOST:
+	case CURLE_OPERATION_TIMEDOUT:
+	case CURLE_SEND_ERROR:
+	case CURLE_RECV_ERROR:
+	case CURLE_GOT_NOTHING:
+		return true;
+	default:
+		return false;
+	}
+}
+
 bool s3_errmap_retryable_curl(CURLcode rc)
 {
 	switch (rc) {

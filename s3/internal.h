@@ -27,7 +27,7 @@ struct s3_client {
 	uint64_t copy_part_threshold; /* copies above this use UploadPartCopy (5 GiB) */
 	uint64_t copy_part_size;      /* UploadPartCopy part size (512 MiB) */
 	int retries;
-	long connect_timeout_ms, low_speed_timeout_s;
+	long connect_timeout_ms, low_speed_timeout_s, unreachable_wait_s;
 
 	/* Pool of idle CURL easy handles (each keeps its connections alive); pool_lock protects
 	 * idle, nidle and nhandles, never held during a transfer. */
@@ -53,6 +53,9 @@ int s3_errmap_curl(CURLcode rc);
 /* Whether a response with this status/code may succeed when retried. */
 bool s3_errmap_retryable_http(long status, const char *code);
 bool s3_errmap_retryable_curl(CURLcode rc);
+/* The server cannot be reached at all (refused, unresolvable, timed out, cut): worth waiting
+ * for when the client is configured to (s3_config.unreachable_wait_s). */
+bool s3_errmap_unreachable_curl(CURLcode rc);
 
 /* Sets the calling thread's s3_last_error() message (printf-style). */
 void s3_set_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

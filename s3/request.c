@@ -497,8 +497,9 @@ int s3_request(struct s3_client *c, struct s3_req *r)
 	if (!path || !query)
 		goto fail;
 
+	int64_t wait_until = 0; /* unreachable server: retrying until then (monotonic ns) */
 	for (attempt = 0;; attempt++) {
-		bool retry = false;
+		bool retry = false, unreachable = false;
 		const char *why = "";
 
 		rc = perform(c, r, path, query, &a);
@@ -518,7 +519,9 @@ int s3_request(struct s3_client *c, struct s3_req *r)
 			goto fail;
 		} else if (a.curl_rc != CURLE_OK) {
 			rc = s3_errmap_curl(a.curl_rc);
-			retry = s3_errmap_retryable_curl(a.curl_rc);
+			unreachable = s3_errmap_unreachable_curl(a.curl_rc);
+			retry = s3_errmap_retryable_curl(a.curl_rc) ||
+				(unreachable && c->unreachable_wait_s > 0);
 			why = a.curl_msg[0] ? a.curl_msg : curl_easy_strerror(a.curl_rc);
 			s3_set_error("%s %s: %s", r->what, key, why);
 		} else if (r->status >= 200 && r->status < 300) {
@@ -541,10 +544,27 @@ int s3_request(struct s3_client *c, struct s3_req *r)
 				     r->status, why, r->err.message[0] ? ": " : "",
 				     r->err.message, r->request_id[0] ? r->request_id : "-");
 		}
-		if (!retry || attempt >= c->retries)
+		if (!retry)
 			goto fail;
+		if (attempt >= c->retries) {
+			/* out of retries; a server that cannot be reached may be back soon (a
+			 * restart, a failover): wait for it as long as configured */
+			int64_t now = bfs_mono_ns();
+			if (!unreachable || c->unreachable_wait_s <= 0)
+				goto fail;
+			if (!wait_until) {
+				wait_until = now + c->unreachable_wait_s * (int64_t)1000000000;
+				bfs_log(BFS_LOG_WARN, "s3: %s %s: the server cannot be reached (%s); "
+					"waiting up to %ld s for it", r->what, key, why,
+					c->unreachable_wait_s);
+			}
+			if (now >= wait_until)
+				goto fail;
+		}
 		atomic_fetch_add(&c->stats.retries, 1);
-		if (r->status)
+		if (wait_until)
+			; /* said once when the wait began */
+		else if (r->status)
 			bfs_log(BFS_LOG_WARN, "s3: %s %s: retry %d/%d after HTTP %ld %s (request id %s)",
 				r->what, key, attempt + 1, c->retries, r->status, why,
 				r->request_id[0] ? r->request_id : "-");

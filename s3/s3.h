@@ -36,6 +36,8 @@ struct s3_config {
 	int retries;               /* retries of retryable failures; 0 = 5, -1 = none */
 	long connect_timeout_ms;   /* 0 = 10000 */
 	long low_speed_timeout_s;  /* abort a transfer slower than 1 KiB/s for this long; 0 = 30 */
+	long unreachable_wait_s;   /* while the server cannot be reached (refused, reset, timed
+				    * out), go on retrying for this long after the retries; 0 = no */
 };
 
 /* User metadata: x-amz-meta-NAME: VALUE pairs, NAME stored lowercase without the prefix.

@@ -601,13 +601,9 @@ int main(int argc, char **argv)
 	}
 	f.vo = f.o;
 	f.vo.hmac_mode = BFS_HMAC_OFF;
-	struct s3_config cfg = {
-		.endpoint = f.o.endpoint, .region = f.o.region, .bucket = f.o.bucket,
-		.path_style = f.o.path_style, .insecure = f.o.insecure, .ca_file = f.o.ca_file,
-		.access_key = cr.access_key, .secret_key = cr.secret_key,
-		.session_token = cr.session_token, .max_connections = f.o.max_connections,
-		.part_size = f.o.part_size,
-	};
+	struct s3_config cfg;
+	bfs_s3_config(&f.o, &cr, &cfg);
+	cfg.unreachable_wait_s = 0; /* a tool run by hand: an unreachable server fails at once */
 	rc = s3_client_new(&cfg, &f.s3);
 	bfs_creds_free(&cr);
 	if (rc || (rc = s3_bucket_check(f.s3))) {

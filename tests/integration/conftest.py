@@ -31,7 +31,9 @@ proxy     (session) strict audit proxy in front of s3server (what `mount` uses).
               "flip": invert one byte (at `offset`, default the middle) of a
                 GetObject response body; "disconnect": forward, then send the
                 headers and half the body and close the connection (before=True:
-                drop the request unforwarded); "delay": sleep `seconds` first.
+                drop the request unforwarded); "delay": sleep `seconds` first;
+              "stall": never answer (until `seconds`, default 3600, or
+                clear_faults()), then drop the connection.
               op: operation name as in stats(); key: regex searched in the key;
               count=None: every matching request. Returns the Fault (.hits).
           Operation names: ListBuckets, HeadBucket, CreateBucket, DeleteBucket,
@@ -39,6 +41,8 @@ proxy     (session) strict audit proxy in front of s3server (what `mount` uses).
           CopyObject, DeleteObject, DeleteObjects, CreateMultipartUpload,
           UploadPart, UploadPartCopy, CompleteMultipartUpload,
           AbortMultipartUpload, ListParts, ListMultipartUploads, ...
+          .down() / .up(): the server goes away (connections refused, open ones
+          cut) and comes back on the same port; the next test finds it up.
 peer_proxy (session) the same in "peer" mode, used by peer_mount (s3fs).
 (autouse) Before each test every started proxy is reset (counters, log,
           violations, faults); after it (at teardown, after the mounts are
@@ -395,6 +399,7 @@ def _audit(request):
     When the test failed, the proxies' request logs are printed (pytest shows
     them with the failure)."""
     for p in _PROXIES:
+        p.up()
         p.reset()
     yield
     report = getattr(getattr(request, "node", None), "_bfs_report_call", None)

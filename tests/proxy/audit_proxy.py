@@ -150,7 +150,7 @@ class Fault:
         return True
 
 
-FAULT_KINDS = ("error", "flip", "disconnect", "delay")
+FAULT_KINDS = ("error", "flip", "disconnect", "delay", "stall")
 ERROR_CODES = {500: "InternalError", 503: "SlowDown", 400: "BadRequest",
                403: "AccessDenied", 404: "NoSuchKey", 409: "OperationAborted"}
 
@@ -425,6 +425,7 @@ class AuditProxy:
         self.s3rver_fixups = s3rver_fixups   # False for a real server (Ceph RGW)
         self._bind = (host, port)
         self._lock = threading.Lock()
+        self._release = threading.Event()   # set: stalled requests go on
         self._conns = set()
         self._server = None
         self._thread = None
@@ -462,22 +463,42 @@ class AuditProxy:
 
     @property
     def endpoint(self):
-        host, port = self._server.server_address[:2]
+        host, port = self._server.server_address[:2] if self._server else self._bind
         return f"http://{host}:{port}"
 
     @property
     def port(self):
-        return self._server.server_address[1]
+        return self._server.server_address[1] if self._server else self._bind[1]
 
     # -- observation --
     def reset(self):
-        """Forget counters, the request log, violations and pending faults."""
+        """Forget counters, the request log, violations and pending faults (stalled
+        requests go on)."""
         with self._lock:
             self._counts = {}
             self._bytes_up = self._bytes_down = 0
             self._log = []
             self._violations = []
             self._faults = []
+            self._release.set()
+            self._release = threading.Event()
+
+    def down(self):
+        """The server goes away: the listening socket is closed, so connections are refused,
+        and open connections are cut, until up() (same port)."""
+        port = self.port
+        self.stop()
+        self._bind = (self._bind[0], port)
+
+    def up(self):
+        """Back after down(), on the same port."""
+        if self._server is None:
+            self.start()
+        return self
+
+    @property
+    def is_down(self):
+        return self._server is None
 
     def stats(self):
         """{operation: count, ..., 'bytes_up': N, 'bytes_down': M} (body bytes)."""
@@ -516,6 +537,8 @@ class AuditProxy:
                             body is empty); with before=True the request is
                             dropped before it reaches the server
                'delay'      sleep `seconds` before forwarding
+               'stall'      never answer (for `seconds`, default an hour, or until
+                            clear_faults()/reset()), then drop the connection
         op:    S3 operation name (as in stats()); None matches any.
         key:   regular expression searched in the decoded object key.
         count: how many requests to hit; None for every matching one.
@@ -540,6 +563,8 @@ class AuditProxy:
     def clear_faults(self):
         with self._lock:
             self._faults = []
+            self._release.set()
+            self._release = threading.Event()
 
     def _take_fault(self, kinds, op, key, accept=lambda f: True):
         with self._lock:
@@ -583,13 +608,21 @@ class AuditProxy:
         try:
             body, sha256_hex, md5_raw = self._read_body(h, rec)
             self._check_request(h, rec, path, query, sha256_hex, md5_raw)
-            fault = self._take_fault(("error", "delay", "disconnect"), op, key,
+            fault = self._take_fault(("error", "delay", "disconnect", "stall"), op, key,
                                      lambda f: f.kind != "disconnect" or f.before)
             if fault is not None:
                 rec.fault = fault.kind
                 if fault.kind == "error":
                     raise _Rejection(fault.status, fault.code, "injected fault")
                 if fault.kind == "disconnect":
+                    h.close_connection = True
+                    return
+                if fault.kind == "stall":
+                    # no answer, until the client gives up (its connection closes) or
+                    # the fault is cleared; then the connection is dropped unanswered
+                    with self._lock:
+                        release = self._release
+                    release.wait(fault.seconds or 3600)
                     h.close_connection = True
                     return
                 time.sleep(fault.seconds)
