@@ -6,6 +6,7 @@
  * error with one line naming the option and what it wants. */
 #include <ctype.h>
 #include <errno.h>
+#include <stddef.h>
 #include <limits.h>
 #include <math.h>
 #include <pwd.h>
@@ -314,28 +315,28 @@ static int set_value(struct parse *p, const char *name, const char *value)
 		o->umask = (mode_t)strtoul(value, NULL, 8);
 		return 0;
 	}
-	if (strcmp(name, "cache_ttl") == 0) {
-		if (!parse_uint(value, UINT_MAX, &u))
-			return bad_value(p, name, value, "a whole number of seconds, 0 = never");
-		o->cache_ttl = (unsigned)u;
-		return 0;
-	}
-	if (strcmp(name, "server_wait") == 0) {
-		if (!parse_uint(value, 86400, &u))
-			return bad_value(p, name, value, "a whole number of seconds up to 86400");
-		o->server_wait = (unsigned)u;
-		return 0;
-	}
-	if (strcmp(name, "timeout") == 0) {
-		if (!parse_uint(value, 3600, &u) || u == 0)
-			return bad_value(p, name, value, "a whole number of seconds from 1 to 3600");
-		o->timeout = (unsigned)u;
-		return 0;
-	}
-	if (strcmp(name, "lock_wait") == 0) {
-		if (!parse_uint(value, 86400, &u))
-			return bad_value(p, name, value, "a whole number of seconds up to 86400");
-		o->lock_wait = (unsigned)u;
+	/* whole numbers of seconds */
+	static const struct {
+		const char *name;
+		unsigned long min, max;
+		size_t at;               /* offsetof the unsigned in struct bfs_options */
+		const char *what;
+	} secs[] = {
+		{ "cache_ttl", 0, UINT_MAX, offsetof(struct bfs_options, cache_ttl),
+		  "a whole number of seconds, 0 = never" },
+		{ "server_wait", 0, 86400, offsetof(struct bfs_options, server_wait),
+		  "a whole number of seconds up to 86400" },
+		{ "timeout", 1, 3600, offsetof(struct bfs_options, timeout),
+		  "a whole number of seconds from 1 to 3600" },
+		{ "lock_wait", 0, 86400, offsetof(struct bfs_options, lock_wait),
+		  "a whole number of seconds up to 86400" },
+	};
+	for (size_t i = 0; i < sizeof(secs) / sizeof(secs[0]); i++) {
+		if (strcmp(name, secs[i].name) != 0)
+			continue;
+		if (!parse_uint(value, secs[i].max, &u) || u < secs[i].min)
+			return bad_value(p, name, value, secs[i].what);
+		*(unsigned *)((char *)o + secs[i].at) = (unsigned)u;
 		return 0;
 	}
 	if (strcmp(name, "hmac") == 0) {
