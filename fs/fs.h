@@ -107,6 +107,8 @@ void bfs_meta_to_stat(const struct s3_object *o, bool is_dir_hint, const struct 
 /* Writes mode, uid, gid, mtime, ctime, atime into m the way s3fs does
  * (mode decimal with type bits; times "<sec>" or "<sec>.<9-digit nsec>"). */
 int bfs_meta_from_stat(const struct stat *st, struct s3_meta *m);
+/* Sets one time header ("mtime", "ctime", "atime") of m to t, as s3fs writes it. */
+int bfs_meta_set_time(struct s3_meta *m, const char *name, const struct timespec *t);
 
 /* Parses an s3fs time value ("sec", "sec.nsec" with up to 9 digits, or rclone's float). */
 int bfs_meta_parse_time(const char *s, struct timespec *ts);

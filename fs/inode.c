@@ -33,16 +33,6 @@ ino_t bfs_ino_of_key(const char *key)
 	return h < 2 ? h + 2 : h;
 }
 
-ino_t bfs_ino_of(const char *key, const char *link_key, const struct s3_meta *m)
-{
-	const char *v = link_key && m ? s3_meta_get(m, BFS_INO_META) : NULL;
-	char *end;
-	unsigned long long n = v ? strtoull(v, &end, 10) : 0;
-	if (v && *end == '\0' && n >= 2 && n <= 0x7fffffffffffffffull)
-		return (ino_t)n;
-	return bfs_ino_of_key(link_key ? link_key : key);
-}
-
 static struct bfs_inode *inode_alloc(struct bfs_fs *fs)
 {
 	struct bfs_inode *ino = calloc(1, sizeof(*ino));

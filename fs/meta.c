@@ -206,6 +206,13 @@ void bfs_meta_to_stat(const struct s3_object *o, bool is_dir_hint, const struct 
 		st->st_atim = st->st_mtim;
 }
 
+int bfs_meta_set_time(struct s3_meta *m, const char *name, const struct timespec *t)
+{
+	char buf[32];
+	format_time(t, buf, sizeof(buf));
+	return s3_meta_set(m, name, buf);
+}
+
 int bfs_meta_from_stat(const struct stat *st, struct s3_meta *m)
 {
 	char buf[32];

@@ -58,6 +58,11 @@ int bfs_link_set_nlink(struct bfs_fs *fs, const char *link_key, long delta, stru
 		char buf[24];
 		snprintf(buf, sizeof(buf), "%ld", n);
 		rc = s3_meta_set(&cur.meta, BFS_NLINK_META, buf);
+		/* a name more or less is a change of the file's status (link(2), unlink(2)) */
+		struct timespec now;
+		clock_gettime(CLOCK_REALTIME, &now);
+		if (rc == 0)
+			rc = bfs_meta_set_time(&cur.meta, "ctime", &now);
 		struct s3_object res;
 		if (rc == 0)
 			rc = s3_copy(fs->s3, link_key, link_key, &cur.meta, cur.content_type,
@@ -186,6 +191,8 @@ static void op_link(fuse_req_t req, fuse_ino_t nodeid, fuse_ino_t newparent, con
 
 	pthread_mutex_lock(&ino->lock);
 	bfs_inode_wait_busy(ino);
+	if (ino->link_key == NULL)
+		clock_gettime(CLOCK_REALTIME, &ino->st.st_ctim); /* the first link changes status */
 	struct stat st = ino->st;
 	bool convert = ino->link_key == NULL;
 	struct s3_meta m;
@@ -206,10 +213,6 @@ static void op_link(fuse_req_t req, fuse_ino_t nodeid, fuse_ino_t newparent, con
 			rc = bfs_attr_meta(ino, &m);
 		if (rc == 0)
 			rc = s3_meta_set(&m, BFS_NLINK_META, "2");
-		char num[24]; /* the file keeps its number: find, tar, du and rsync -H rely on it */
-		snprintf(num, sizeof(num), "%llu", (unsigned long long)st.st_ino);
-		if (rc == 0)
-			rc = s3_meta_set(&m, BFS_INO_META, num);
 		/* the signature names the object key: the content object gets its own */
 		if (rc == 0)
 			rc = bfs_integrity_resign(fs->opts, name_key, &ino->meta,
@@ -264,7 +267,7 @@ static void op_link(fuse_req_t req, fuse_ino_t nodeid, fuse_ino_t newparent, con
 	if (rc == 0) {
 		free(ino->link_key);
 		ino->link_key = strdup(lk);
-		ino->st.st_ino = bfs_ino_of(name_key, lk, &content.meta);
+		ino->st.st_ino = bfs_ino_of_key(lk);
 		bfs_attr_apply(fs, ino, &content, false);
 		st = ino->st;
 	}

@@ -452,21 +452,27 @@ def test_hardlink_cost_independent_of_size(mount, bucket, s3, proxy):
     assert sha256_file(os.path.join(m.path, 'big.l1')) == hashlib.sha256(data).hexdigest()
 
 
-def test_hardlink_keeps_the_inode_number(mount, bucket, s3):
-    """link() does not renumber the file: create p1, rename it to p2, link p2 p1 — both names
-    have p2's st_ino from before the link, also after a remount (find, tar, du and rsync -H
-    compare inode numbers taken at different times)."""
+def test_link_and_unlink_change_ctime(mount, bucket, s3):
+    """link(2) and unlink(2) change the file's status time, seen through every name and
+    kept in S3 (rsync and backup tools use ctime to find changed files)."""
     m = mount(bucket)
-    p1, p2 = os.path.join(m.path, 'p1'), os.path.join(m.path, 'p2')
-    write_file(p1, b'numbered')
-    os.rename(p1, p2)
-    before = os.stat(p2).st_ino
-    os.link(p2, p1)
-    assert os.stat(p1).st_ino == os.stat(p2).st_ino == before
+    a, b, c = (os.path.join(m.path, n) for n in 'abc')
+    write_file(a, b'status')
+    t0 = os.stat(a).st_ctime_ns
+    time.sleep(0.05)
+    os.link(a, b)
+    t1 = os.stat(a).st_ctime_ns
+    assert t1 > t0 and os.stat(b).st_ctime_ns == t1
+    time.sleep(0.05)
+    os.link(a, c)
+    t2 = os.stat(b).st_ctime_ns
+    assert t2 > t1
+    time.sleep(0.05)
+    os.unlink(c)
+    t3 = os.stat(a).st_ctime_ns
+    assert t3 > t2 and os.stat(b).st_ctime_ns == t3
     m.remount()
-    assert os.stat(p1).st_ino == os.stat(p2).st_ino == before
-    os.link(p1, os.path.join(m.path, 'p3'))        # a later link of a linked file: the same
-    assert os.stat(os.path.join(m.path, 'p3')).st_ino == before
+    assert os.stat(a).st_ctime_ns == os.stat(b).st_ctime_ns == t3
 
 
 def test_hardlink_of_fifo_and_socket(mount, bucket, s3):
