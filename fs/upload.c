@@ -59,24 +59,46 @@ static long long record_time(const char *rec)
 	return t;
 }
 
-/* Whether another data entry of ents is for the same key and was committed later: then
- * d is superseded (a file renamed onto a name whose own pending entry was about to be
- * dropped when the crash came). */
-static bool superseded(const struct cache_dirty *ents, size_t n, const struct cache_dirty *d)
+static int cmp_entry_key(const void *a, const void *b, void *arg)
 {
-	long long t = -1;
-	for (size_t i = 0; i < n; i++) {
-		const struct cache_dirty *o = &ents[i];
-		if (o == d || bfs_link_intent_is(o->meta) || !o->key || !d->key ||
-		    strcmp(o->key, d->key) != 0)
-			continue;
-		if (t < 0)
-			t = record_time(d->meta);
-		long long ot = record_time(o->meta);
-		if (ot > t || (ot == t && o->id > d->id))
-			return true;
+	const struct cache_dirty *e = arg;
+	return strcmp(e[*(const size_t *)a].key, e[*(const size_t *)b].key);
+}
+
+/* Which data entries a later one for the same key supersedes (a file renamed onto a name
+ * whose own pending entry was about to be dropped when the crash came): a malloc'd array
+ * of n flags, or NULL (out of memory: nothing is dropped). Sorted by key, O(n log n). */
+static bool *superseded_entries(const struct cache_dirty *ents, size_t n)
+{
+	bool *drop = calloc(n ? n : 1, sizeof(*drop));
+	size_t *ix = malloc((n ? n : 1) * sizeof(*ix)), m = 0;
+	if (!drop || !ix) {
+		free(ix);
+		return drop;
 	}
-	return false;
+	for (size_t i = 0; i < n; i++)
+		if (ents[i].key && !bfs_link_intent_is(ents[i].meta))
+			ix[m++] = i;
+	qsort_r(ix, m, sizeof(*ix), cmp_entry_key, (void *)ents);
+	for (size_t a = 0, b; a < m; a = b) {
+		for (b = a + 1; b < m && strcmp(ents[ix[b]].key, ents[ix[a]].key) == 0; b++)
+			;
+		if (b - a < 2)
+			continue;
+		size_t best = ix[a];
+		long long bt = record_time(ents[best].meta);
+		for (size_t k = a + 1; k < b; k++) {
+			long long t = record_time(ents[ix[k]].meta);
+			if (t > bt || (t == bt && ents[ix[k]].id > ents[best].id)) {
+				best = ix[k];
+				bt = t;
+			}
+		}
+		for (size_t k = a; k < b; k++)
+			drop[ix[k]] = ix[k] != best;
+	}
+	free(ix);
+	return drop;
 }
 
 /* Parses a record into key, remote key and metadata (all owned by the caller). */
@@ -586,12 +608,13 @@ int bfs_upload_recover(struct bfs_fs *fs)
 	if (rc)
 		return rc;
 	int first = 0;
+	bool *drop = superseded_entries(ents, n);
 	/* data first: an upload may replace a name that a hard-link change removed */
 	for (int pass = 0; pass < 2; pass++) {
 		for (size_t i = 0; i < n; i++) {
 			if (bfs_link_intent_is(ents[i].meta) != (pass == 1))
 				continue;
-			if (!pass && superseded(ents, n, &ents[i])) {
+			if (!pass && drop && drop[i]) {
 				bfs_log(BFS_LOG_INFO, "%s: journal entry %" PRIu64 " replaced by a later "
 					"one; dropped", ents[i].key, ents[i].id);
 				cache_dirty_remove(fs->cache, ents[i].id);
@@ -602,6 +625,7 @@ int bfs_upload_recover(struct bfs_fs *fs)
 				first = r;
 		}
 	}
+	free(drop);
 	for (size_t i = 0; i < n; i++)
 		cache_dirty_free(&ents[i]);
 	free(ents);
