@@ -69,6 +69,8 @@ struct bfs_inode {
 	bool uploading;
 	bool staging;               /* bfs_stage_open is downloading the content */
 	bool committing;            /* a journal commit runs without the lock */
+	bool held;                  /* a rename onto this name runs: no upload starts until
+	                             * it ends (it discards or reschedules the staged data) */
 	int upload_err;             /* last upload failure, reported by flush/fsync */
 	unsigned upload_tries;      /* failed uploads in a row (backoff) */             /* last upload failure, reported by flush/fsync */
 	int64_t upload_due;         /* monotonic ns */

@@ -167,6 +167,18 @@ static void fix_pending_below(struct bfs_fs *fs, const char *oldp, const char *n
 	free(list);
 }
 
+/* Ends the hold a failed rename kept on dst; true if dst still has data to upload. */
+static bool release_hold(struct bfs_inode *dst)
+{
+	pthread_mutex_lock(&dst->lock);
+	bool was = dst->held;
+	dst->held = false;
+	pthread_cond_broadcast(&dst->cond);
+	bool dirty = was && bfs_is_dirty(dst) && dst->stage_fd >= 0;
+	pthread_mutex_unlock(&dst->lock);
+	return dirty;
+}
+
 static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
 		      const char *newname, unsigned int flags)
 {
@@ -266,6 +278,9 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 			       sizeof(replaced));
 		marker = S_ISDIR(dst->st.st_mode) && dst->has_marker && !is_dir;
 		dlk = dst->link_key ? strdup(dst->link_key) : NULL;
+		/* and it stays so: an upload of dst's own pending data from now on would
+		 * leave our record naming a state S3 no longer holds */
+		dst->held = true;
 		pthread_mutex_unlock(&dst->lock);
 	}
 	/* hard links whose names change are journaled first (fs/link_intent.c): a linked
@@ -329,6 +344,8 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 		pthread_mutex_lock(&dst->lock);
 		bfs_inode_wait_busy(dst);
 		bfs_stage_discard(fs, dst);
+		dst->held = false;
+		pthread_cond_broadcast(&dst->cond);
 		pthread_mutex_unlock(&dst->lock);
 		if (marker)
 			s3_delete(fs->s3, nkey);
@@ -344,6 +361,8 @@ out:
 	/* an intent still open (a step failed) stays in the journal: the next mount settles
 	 * the link count from what S3 then holds */
 	fuse_reply_err(req, -rc);
+	if (dst && release_hold(dst))
+		bfs_upload_schedule(fs, dst, false); /* the rename failed: dst's data goes on */
 	free(slk);
 	free(dlk);
 	free(okey);

@@ -274,8 +274,15 @@ static int do_upload(struct bfs_fs *fs, struct bfs_inode *ino, bool force)
 	s3_meta_init(&m);
 
 	pthread_mutex_lock(&ino->lock);
-	bfs_inode_wait_busy(ino);
-	if (!bfs_is_dirty(ino) || ino->stage_fd < 0)
+	/* a rename is replacing this name (fs/ops_rename.c): its record names what S3 holds
+	 * here now, so nothing may be written here until it ends; an fsync waits for it */
+	for (;;) {
+		bfs_inode_wait_busy(ino);
+		if (!ino->held || !force)
+			break;
+		pthread_cond_wait(&ino->cond, &ino->lock);
+	}
+	if (ino->held || !bfs_is_dirty(ino) || ino->stage_fd < 0)
 		goto unlock;
 	pthread_mutex_lock(&fs->lock);
 	bool unlinked = ino->unlinked;
