@@ -62,13 +62,19 @@ $(BUILD)/tests/test_fs_%: tests/unit/test_fs_%.c $(FS_OBJ) $(LIB_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(PKG_CFLAGS) -o $@ $^ $(PKG_LIBS) -lcmocka
 
+# The MPI job of the integration suite and bench/ (tests/mpi/scratch.c), built with mpich.
+MPICC ?= mpicc
+$(BUILD)/tests/mpi/scratch: tests/mpi/scratch.c
+	@mkdir -p $(dir $@)
+	$(MPICC) -O2 -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -o $@ $<
+
 unit: all $(UNIT_BIN)
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
 
 # The S3 servers the integration suite runs on, one after the other: s3rver and a one-node
 # Ceph RGW (tests/s3server/rgw.py). `make test S3_SERVER=rgw` runs one.
 S3_SERVER ?= s3rver rgw
-integration: all
+integration: all $(BUILD)/tests/mpi/scratch
 	@failed=""; for s in $(S3_SERVER); do \
 		echo "== integration tests on $$s"; \
 		S3_SERVER=$$s BUCKETFS_BIN=$(abspath $(BIN)) bash tests/run-integration.sh || \

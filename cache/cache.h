@@ -88,6 +88,14 @@ struct cache_source {
 ssize_t cache_read_src(struct cache *c, const char *key, const char *etag, uint64_t obj_size,
 		       uint64_t off, size_t len, void *buf, const struct cache_source *src);
 
+/* Readahead: fetches block blk of version (key, etag) into the cache unless the index has
+ * it (at any age), sharing a fetch already in flight for it with its readers. Returns 0
+ * (fetched), 1 (was there), or -errno. Thread-safe; no lock held across the fetch. */
+int cache_prefetch(struct cache *c, const char *key, const char *etag, uint64_t obj_size,
+		   uint64_t blk, const struct cache_source *src);
+/* The cache's block size in bytes. */
+uint64_t cache_block_size(const struct cache *c);
+
 /* Drops every cached block of key (all versions). Fetches in flight when it is called are
  * not stored. Does not touch the metadata index (see cache_meta_del). */
 void cache_invalidate(struct cache *c, const char *key);

@@ -601,9 +601,10 @@ static void store(struct cache *c, const struct bkey *bk, const void *data, size
 }
 
 /* Fetches block blk into out through src, sharing the fetch with concurrent readers of the
- * same block. Returns bytes (blen unless the object ended early) or -errno. */
+ * same block; count: a reader's (hit/miss counters), not a prefetch. Returns bytes (blen
+ * unless the object ended early) or -errno. */
 static ssize_t fetch_shared(struct cache *c, const struct bkey *bk, uint64_t blk, size_t blen,
-			    void *out, const struct cache_source *src)
+			    void *out, const struct cache_source *src, bool count)
 {
 	struct cache_inflight *f;
 	struct cache_blkrec r;
@@ -619,7 +620,7 @@ static ssize_t fetch_shared(struct cache *c, const struct bkey *bk, uint64_t blk
 		if (rc > 0)
 			memcpy(out, f->buf, (size_t)rc);
 		pthread_mutex_lock(&c->mu);
-		c->misses++;
+		c->misses += count;
 		pthread_mutex_unlock(&c->mu);
 		inflight_put(c, f);
 		return rc;
@@ -652,9 +653,9 @@ out:
 		memcpy(out, f->buf, (size_t)rc);
 	pthread_mutex_lock(&c->mu);
 	if (hit)
-		c->hits++;
+		c->hits += count;
 	else
-		c->misses++;
+		c->misses += count;
 	pthread_mutex_unlock(&c->mu);
 	inflight_finish(c, f, rc);
 	inflight_put(c, f);
@@ -716,7 +717,7 @@ static ssize_t block_get(struct cache *c, struct bkey *bk, uint64_t blk, size_t 
 				return rc;
 			if (rc > 0) {
 				part->done = false;
-				return fetch_shared(c, bk, blk, blen, out, src);
+				return fetch_shared(c, bk, blk, blen, out, src, true);
 			}
 		}
 		pthread_mutex_lock(&c->mu);
@@ -725,7 +726,7 @@ static ssize_t block_get(struct cache *c, struct bkey *bk, uint64_t blk, size_t 
 		touch(c, bk, &r);
 		return (ssize_t)blen;
 	}
-	return fetch_shared(c, bk, blk, blen, out, src);
+	return fetch_shared(c, bk, blk, blen, out, src, true);
 }
 
 ssize_t cache_read_src(struct cache *c, const char *key, const char *etag, uint64_t obj_size,
@@ -783,6 +784,49 @@ out:
 	free(bounce);
 	free(bk);
 	return rc;
+}
+
+int cache_prefetch(struct cache *c, const char *key, const char *etag, uint64_t obj_size,
+		   uint64_t blk, const struct cache_source *src)
+{
+	struct cache_blkrec r;
+	struct bkey *bk;
+	void *buf = NULL;
+	uint64_t bs = c->block_size, boff = blk * bs;
+	int rc;
+
+	if (!key || !etag || !src || !src->fetch)
+		return -EINVAL;
+	if (c->rdonly)
+		return -EROFS;
+	if (boff >= obj_size)
+		return 1;
+	size_t blen = (size_t)(obj_size - boff < bs ? obj_size - boff : bs);
+	bk = malloc(sizeof(*bk));
+	if (!bk)
+		return -ENOMEM;
+	bkey_version(bk, key, etag);
+	bkey_block(bk, blk);
+	if (index_get(c, bk->b, bk->len, &r) == 0 && r.len == blen) {
+		rc = 1;
+		goto out;
+	}
+	buf = malloc(blen ? blen : 1);
+	if (!buf) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	ssize_t got = fetch_shared(c, bk, blk, blen, buf, src, false); /* not a reader's */
+	rc = got < 0 ? (int)got : 0;
+out:
+	free(buf);
+	free(bk);
+	return rc;
+}
+
+uint64_t cache_block_size(const struct cache *c)
+{
+	return c->block_size;
 }
 
 ssize_t cache_read(struct cache *c, const char *key, const char *etag, uint64_t obj_size,

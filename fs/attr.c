@@ -9,6 +9,11 @@
 #include "fs/fs_int.h"
 #include "util/util.h"
 
+bool bfs_sync_changes(const struct bfs_fs *fs)
+{
+	return fs->opts->consistency == BFS_CLOSE_TO_OPEN;
+}
+
 double bfs_attr_timeout(struct bfs_fs *fs)
 {
 	return fs->opts->stat_ttl;
@@ -58,6 +63,7 @@ void bfs_attr_apply(struct bfs_fs *fs, struct bfs_inode *ino, const struct s3_ob
 	}
 	ino->has_marker = is_dir && o != NULL;
 	ino->attr_expire = bfs_mono_ns() + fs->stat_ttl_ns;
+	ino->open_fresh = true;
 }
 
 int bfs_attr_meta(struct bfs_inode *ino, struct s3_meta *dst)
@@ -132,15 +138,48 @@ static int follow_link(struct bfs_fs *fs, struct found *f)
 	return 0;
 }
 
+#define NEG_FRESH_NS (200 * 1000000LL)
+#define PROBE_ABSENT 2 /* dir_hint: a listing lacked the name, but may be stale */
+
+/* One LIST with prefix key and delimiter '/': is there an object key or anything below
+ * key/? Sets *file, *dir; *sure false when the page ended before it could tell. */
+static int list_probe(struct bfs_fs *fs, const char *key, bool *file, bool *dir, bool *sure)
+{
+	struct s3_list_page page;
+	int rc = s3_list(fs->s3, key, "/", NULL, 1000, &page);
+	if (rc)
+		return rc;
+	size_t kl = strlen(key);
+	*file = *dir = false;
+	for (size_t i = 0; i < page.nobjects; i++)
+		*file |= strcmp(page.objects[i].key, key) == 0;
+	for (size_t i = 0; i < page.nprefixes; i++)
+		*dir |= strncmp(page.prefixes[i], key, kl) == 0 && strcmp(page.prefixes[i] + kl, "/") == 0;
+	/* "key/" sorts after keys that continue key with a byte below '/' ("key.txt") */
+	*sure = *file || *dir || page.next_token == NULL;
+	s3_list_page_free(&page);
+	return 0;
+}
+
 /* Probes S3 for key (no trailing slash): HEAD key, then HEAD key/ (a directory marker), then
  * LIST key/ for a directory without marker. dir_hint (1 dir, 0 file, -1 unknown) from a
- * listing saves the requests that cannot succeed. */
+ * listing saves the requests that cannot succeed; PROBE_ABSENT (a listing lacked it) asks
+ * with one LIST first, so a name that is not there costs one request. */
 static int probe(struct bfs_fs *fs, const char *key, int dir_hint, struct found *f)
 {
 	memset(f, 0, sizeof(*f));
 	s3_object_init(&f->obj);
 	int rc;
 	char *dkey = NULL;
+	if (dir_hint == PROBE_ABSENT) {
+		bool file, dir, sure;
+		rc = list_probe(fs, key, &file, &dir, &sure);
+		if (rc)
+			return rc;
+		if (sure && !file && !dir)
+			return 0;
+		dir_hint = file ? 0 : dir ? 1 : -1;
+	}
 	if (dir_hint != 1) {
 		rc = s3_head(fs->s3, key, &f->obj);
 		if (rc == 0) {
@@ -163,6 +202,21 @@ static int probe(struct bfs_fs *fs, const char *key, int dir_hint, struct found 
 	}
 	if (asprintf(&dkey, "%s/", key) < 0)
 		return -ENOMEM;
+	/* a directory: its marker (HEAD, for its attributes), or anything below it (one-key
+	 * LIST, which also shows the marker). The listing said "directory": the marker first;
+	 * else the LIST first, so a name that is not there costs two requests, not three. */
+	bool marker_known = false;
+	if (dir_hint != 1) {
+		struct s3_list_page page;
+		rc = s3_list(fs->s3, dkey, NULL, NULL, 1, &page);
+		if (rc)
+			goto out;
+		f->exists = f->is_dir = page.nobjects > 0;
+		marker_known = page.nobjects > 0 && strcmp(page.objects[0].key, dkey) == 0;
+		s3_list_page_free(&page);
+		if (!marker_known)
+			goto out; /* nothing, or an implicit directory */
+	}
 	rc = s3_head(fs->s3, dkey, &f->obj);
 	if (rc == 0) {
 		f->exists = f->is_dir = f->marker = true;
@@ -173,6 +227,7 @@ static int probe(struct bfs_fs *fs, const char *key, int dir_hint, struct found 
 	s3_object_init(&f->obj);
 	if (rc != -ENOENT)
 		goto out;
+	/* no marker (or it went since the LIST): anything below? */
 	struct s3_list_page page;
 	rc = s3_list(fs->s3, dkey, NULL, NULL, 1, &page);
 	if (rc)
@@ -259,6 +314,19 @@ int bfs_attr_lookup(struct bfs_fs *fs, struct bfs_inode *parent, const char *nam
 		bfs_inode_unpin(fs, ino);
 	}
 
+	/* S3 said "no such name" a moment ago, to the kernel's lookup that precedes this call
+	 * (a rename's target): once, within NEG_FRESH_NS */
+	pthread_mutex_lock(&parent->lock);
+	bool just_absent = parent->neg_name && strcmp(parent->neg_name, name) == 0 &&
+			   bfs_mono_ns() - parent->neg_at < NEG_FRESH_NS && fs->opts->neg_ttl > 0;
+	if (just_absent) {
+		free(parent->neg_name);
+		parent->neg_name = NULL;
+	}
+	pthread_mutex_unlock(&parent->lock);
+	if (just_absent)
+		return -ENOENT;
+
 	/* a fresh listing of the parent answers negative lookups and tells the type; a small
 	 * one that expired is cheaper to list again (one LIST) than to probe name by name */
 	int hint = -1;
@@ -276,13 +344,16 @@ int bfs_attr_lookup(struct bfs_fs *fs, struct bfs_inode *parent, const char *nam
 		}
 	}
 	pthread_mutex_lock(&parent->lock);
-	if (parent->listing && parent->listing->expire > bfs_mono_ns()) {
+	int64_t now = bfs_mono_ns();
+	if (parent->listing && parent->listing->expire > now) {
 		long i = bfs_listing_find(parent->listing, name);
-		if (i < 0) {
+		/* a name missing from the listing: with writeback, missing; with close-to-open S3
+		 * is asked by name (one LIST), since another mount may have made it since */
+		if (i < 0 && !bfs_sync_changes(fs)) {
 			pthread_mutex_unlock(&parent->lock);
 			return -ENOENT;
 		}
-		hint = parent->listing->ents[i].is_dir ? 1 : 0;
+		hint = i < 0 ? PROBE_ABSENT : parent->listing->ents[i].is_dir ? 1 : 0;
 	}
 	pthread_mutex_unlock(&parent->lock);
 
@@ -291,7 +362,7 @@ int bfs_attr_lookup(struct bfs_fs *fs, struct bfs_inode *parent, const char *nam
 		return -ENOMEM;
 	struct found f;
 	int rc = probe(fs, key, hint, &f);
-	if (rc == 0 && !f.exists && hint != -1) {
+	if (rc == 0 && !f.exists && hint != -1 && hint != PROBE_ABSENT) {
 		/* the listing was stale: ask without a hint */
 		s3_object_free(&f.obj);
 		free(f.link_key);
@@ -301,6 +372,11 @@ int bfs_attr_lookup(struct bfs_fs *fs, struct bfs_inode *parent, const char *nam
 		goto out;
 	if (!f.exists) {
 		rc = -ENOENT;
+		pthread_mutex_lock(&parent->lock);
+		free(parent->neg_name);
+		parent->neg_name = strdup(name);
+		parent->neg_at = bfs_mono_ns();
+		pthread_mutex_unlock(&parent->lock);
 		goto out;
 	}
 	mode_t type = S_IFREG;

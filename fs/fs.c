@@ -20,6 +20,9 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 	conn->max_readahead = 1 << 20;
 	if (bfs_upload_start(fs))
 		bfs_log(BFS_LOG_ERR, "cannot start upload workers");
+	if (bfs_readahead_start(fs))
+		bfs_log(BFS_LOG_WARN, "cannot start readahead workers: reads fetch one block at a "
+			"time");
 }
 
 static void op_destroy(void *userdata)
@@ -27,6 +30,7 @@ static void op_destroy(void *userdata)
 	struct bfs_fs *fs = userdata;
 	if (fs->cache)
 		bfs_owner_say(fs->cache, false, fs->opts->mountpoint);
+	bfs_readahead_stop(fs);
 	bfs_upload_stop(fs); /* every pending upload finishes (or stays in the journal) */
 }
 

@@ -24,6 +24,11 @@ struct bfs_hmac_key {
 	char id[9];           /* first 8 hex digits of SHA-256(key) */
 };
 
+/* -o consistency=: when a change is in S3. CLOSE_TO_OPEN (the default): when close(),
+ * fsync(), mkdir, rmdir, unlink, rename, symlink, link or mknod returns. WRITEBACK: when the
+ * local journal has it; the upload follows upload_delay after the last close. */
+enum bfs_consistency { BFS_CLOSE_TO_OPEN = 0, BFS_WRITEBACK };
+
 /* Everything the command line and the environment decide. Owner: main(); strings malloc'd. */
 struct bfs_options {
 	char *bucket;         /* BUCKET of BUCKET[:PREFIX] */
@@ -42,8 +47,11 @@ struct bfs_options {
 	uid_t uid;            /* -o uid= owner of objects without x-amz-meta-uid (default: mounting user) */
 	gid_t gid;            /* -o gid= */
 	mode_t umask;         /* -o umask= (octal) for objects without x-amz-meta-mode (default 022) */
-	double upload_delay;  /* -o upload_delay=SECONDS after last close before uploading (default 0.5) */
-	bool sync_close;      /* -o sync_close: close() waits for the upload (strict close-to-open) */
+	enum bfs_consistency consistency; /* -o consistency= (docs/consistency.md) */
+	double upload_delay;  /* -o upload_delay=SECONDS after last close before uploading (default 0.5;
+	                       * writeback mode) */
+	double neg_ttl;       /* -o neg_ttl=SECONDS: how long the kernel trusts "no such name" (default
+	                       * 1 close-to-open, stat_ttl writeback); < 0 until parsed */
 	uint64_t block_size;  /* -o block_size=SIZE (cache block, default 1M) */
 	uint64_t cache_size;  /* -o cache_size=SIZE (0 = 10% of disk) */
 	unsigned cache_ttl;   /* -o cache_ttl=SECONDS (0 = none) */
@@ -51,6 +59,7 @@ struct bfs_options {
 	unsigned server_wait; /* -o server_wait=SECONDS: calls wait for an unreachable server (60) */
 	unsigned lock_wait;   /* -o lock_wait=SECONDS for a cache_dir held by an unmounting daemon (300) */
 	uint64_t part_size;   /* -o part_size=SIZE (multipart part, default 8M) */
+	uint64_t readahead;   /* -o readahead=SIZE: most bytes fetched ahead of a sequential reader (64M; 0 off) */
 	int max_connections;  /* -o parallel=N (default 16) */
 	char *hmac_key_file;  /* -o hmac_key_file= (must not be group/other accessible) */
 	enum bfs_hmac_mode hmac_mode; /* -o hmac=; DEFAULT until bfs_integrity_load_keys */

@@ -60,9 +60,17 @@ struct bfs_inode {
 
 	int open_count, open_writers;
 	int stage_fd;               /* staging data file (journal entry) or -1 */
+	bool attr_only;             /* the entry holds attribute changes only: the content is the
+	                             * object at the key (its ETag base_etag); stage_fd is empty */
 	uint64_t stage_id;          /* journal id of stage_fd */
 	char *remote_key;           /* where the object is in S3 while dirty (NULL: nowhere yet) */
 	char base_etag[72];         /* ETag the staged data started from */
+	char kcache_etag[72];       /* version the kernel's page cache was filled from (open) */
+	char *neg_name;             /* directory: a name S3 just said is not there, and when */
+	int64_t neg_at;             /* (monotonic ns): the call after the kernel's lookup of it
+	                             * (rename's target) need not ask again (fs/attr.c) */
+	bool open_fresh;            /* attributes fetched, no open since: the open right after a
+	                             * lookup need not ask S3 again (fs/ops_file.c) */
 	uint64_t gen;               /* bumped by every change that needs an upload */
 	uint64_t uploaded_gen;      /* gen last uploaded */
 	bool committed;             /* journal record durable for gen */
@@ -102,6 +110,7 @@ struct bfs_fs {
 
 	int64_t stat_ttl_ns;
 	int64_t upload_delay_ns;
+	struct bfs_readahead *readahead; /* owned; NULL with readahead=0 (fs/readahead.c) */
 };
 
 /* Hard links (docs/layout.md): content objects live under PREFIX + ".bucketfs/inodes/";
@@ -172,6 +181,8 @@ void bfs_attr_apply(struct bfs_fs *fs, struct bfs_inode *ino, const struct s3_ob
 int bfs_attr_meta(struct bfs_inode *ino, struct s3_meta *dst);
 /* Entry/attr timeouts in seconds for replies. */
 double bfs_attr_timeout(struct bfs_fs *fs);
+/* Close-to-open (the default): every change is in S3 when its call returns. */
+bool bfs_sync_changes(const struct bfs_fs *fs);
 /* What getattr and entries report for ino: its st, with a directory's link count 2 + its
  * subdirectories when its listing is known, and 0 links once a file lost its last name. */
 void bfs_attr_report(struct bfs_fs *fs, struct bfs_inode *ino, struct stat *st);
@@ -205,6 +216,27 @@ int bfs_record_decode(const char *rec, size_t len, const char *magic, struct bfs
 		      size_t n, struct s3_meta *m);
 void bfs_record_fields_free(struct bfs_field *fields, size_t n);
 
+/* ---- readahead.c: sequential detection and parallel prefetch into the block cache ---- */
+/* Per open file handle, guarded by its inode's lock. Zeroed at open. */
+struct bfs_ra {
+	uint64_t reads;  /* reads seen */
+	uint64_t next;   /* where the last read ended */
+	uint64_t window; /* bytes ahead to keep fetched; 0 after a random read */
+	uint64_t ahead;  /* first block not yet queued */
+};
+int bfs_readahead_start(struct bfs_fs *fs);
+/* Stops the workers; queued blocks are dropped. */
+void bfs_readahead_stop(struct bfs_fs *fs);
+/* A read of [off, off+len) of ino's object through handle state st: grows or resets the
+ * window and queues the blocks ahead that are not queued yet. Takes ino->lock. */
+void bfs_readahead_note(struct bfs_fs *fs, struct bfs_inode *ino, struct bfs_ra *st,
+			uint64_t off, size_t len);
+
+/* ---- bdi.c ---- */
+/* Raises the kernel's readahead for the mount to one block's worth (root only; once, at the
+ * first open, when the kernel has applied its own cap). */
+void bfs_bdi_tune(struct bfs_fs *fs);
+
 /* ---- upload.c: write-back ---- */
 int bfs_upload_start(struct bfs_fs *fs);
 /* Waits for every pending upload, then stops the workers. */
@@ -215,9 +247,22 @@ int bfs_upload_commit(struct bfs_fs *fs, struct bfs_inode *ino);
 void bfs_upload_schedule(struct bfs_fs *fs, struct bfs_inode *ino, bool now);
 /* Uploads ino now and waits; returns the upload's result. */
 int bfs_upload_sync(struct bfs_fs *fs, struct bfs_inode *ino);
-/* Creates a staging file for ino holding its current content (download unless trunc).
- * ino->lock held; drops and retakes it around the download. */
+/* For close() and new nodes with close-to-open: bfs_upload_sync, except that a refusal S3
+ * will repeat (bfs_upload_permanent) and nothing changed since is returned, not sent again;
+ * errors as the caller reports them (bfs_upload_errno). */
+int bfs_upload_flush(struct bfs_fs *fs, struct bfs_inode *ino);
+/* An upload's failure as a writer sees it: the server kept rejecting our bytes (BadDigest,
+ * ETag mismatch), kept failing or could not be reached is EIO; "no such bucket", "access
+ * denied" and the like keep their meaning. */
+int bfs_upload_errno(int rc);
+/* Creates a staging file for ino holding its current content (download unless trunc), or
+ * fills an attribute-only one (bfs_stage_attrs) with it. ino->lock held; drops and retakes
+ * it around the download. */
 int bfs_stage_open(struct bfs_fs *fs, struct bfs_inode *ino, bool trunc);
+/* A journal entry for attribute changes of ino, a regular file whose content is in S3 and
+ * nothing else pending: uploaded as one CopyObject onto itself, or folded into a rename's
+ * copy. Then bfs_mark_dirty + bfs_upload_commit. ino->lock held. */
+int bfs_stage_attrs(struct bfs_fs *fs, struct bfs_inode *ino);
 /* Drops ino's staging file and journal entry (unlink of a dirty file). ino->lock held. */
 void bfs_stage_discard(struct bfs_fs *fs, struct bfs_inode *ino);
 /* Marks a change that needs an upload (ino->lock held). */
@@ -285,11 +330,15 @@ void bfs_link_changed(struct bfs_fs *fs, struct bfs_inode *self, const char *lin
 int bfs_dir_empty(struct bfs_fs *fs, struct bfs_inode *dir);
 /* Opens ino for a handle in fi (pins ino for the handle). */
 int bfs_open_file(struct bfs_fs *fs, struct bfs_inode *ino, int flags, struct fuse_file_info *fi);
-/* Creates a new local node name in parent (type and permissions in mode; rdev = device
- * number of a device node; link = symlink target), owned by the caller of req, dirty and
- * scheduled for upload. *out pinned. */
+/* Creates a new node name in parent (type and permissions in mode; rdev = device number of
+ * a device node; link = symlink target), owned by the caller of req, and persists it
+ * (bfs_persist_new) unless create: a file being created (open(O_CREAT)) is persisted by
+ * its close. On failure nothing is left. *out pinned. */
 int bfs_make_node(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
-		  dev_t rdev, const char *link, struct bfs_inode **out);
+		  dev_t rdev, const char *link, bool create, struct bfs_inode **out);
+/* A new node's journal record, then its upload: now (close-to-open) or scheduled
+ * (writeback). Returns 0 or the error that kept it out of the journal or of S3. */
+int bfs_persist_new(struct bfs_fs *fs, struct bfs_inode *ino);
 /* Stores ino's changed attributes/metadata (ino->lock held): folded into a pending upload
  * when one exists, else one CopyObject (files) or marker PUT (directories). */
 int bfs_store_meta(struct bfs_fs *fs, struct bfs_inode *ino);

@@ -76,6 +76,7 @@ static void inode_destroy(struct bfs_inode *ino)
 		close(ino->stage_fd);
 	s3_meta_free(&ino->meta);
 	bfs_listing_free(ino->listing);
+	free(ino->neg_name);
 	free(ino->link_target);
 	free(ino->link_key);
 	free(ino->remote_key);

@@ -212,6 +212,10 @@ void bfs_listing_note(struct bfs_fs *fs, struct bfs_inode *dir, const char *name
 {
 	(void)fs;
 	pthread_mutex_lock(&dir->lock);
+	if (dir->neg_name && strcmp(dir->neg_name, name) == 0) {
+		free(dir->neg_name);
+		dir->neg_name = NULL;
+	}
 	if (dir->listing) {
 		if (present) {
 			if (bfs_listing_add(dir->listing, name, is_dir))

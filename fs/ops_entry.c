@@ -26,9 +26,9 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	struct bfs_inode *dir = bfs_inode_get(fs, parent), *ino = NULL;
 	int rc = dir ? bfs_attr_lookup(fs, dir, name, &ino) : -ESTALE;
 	if (rc == -ENOENT) {
-		/* a negative entry: the kernel remembers the absence for stat_ttl */
+		/* a negative entry: the kernel remembers the absence for neg_ttl */
 		struct fuse_entry_param e = { .ino = 0 };
-		e.entry_timeout = bfs_attr_timeout(fs);
+		e.entry_timeout = fs->opts->neg_ttl;
 		fuse_reply_entry(req, &e);
 	} else if (rc) {
 		fuse_reply_err(req, -rc);
@@ -74,15 +74,27 @@ int bfs_store_meta(struct bfs_fs *fs, struct bfs_inode *ino)
 	bfs_inode_wait_busy(ino);
 	if (ino == fs->root && fs->opts->prefix[0] == '\0')
 		return 0; /* the bucket itself has nowhere to keep attributes */
+	/* a regular file's attributes wait in the journal (one CopyObject upload_delay later,
+	 * or none when a rename's copy takes them along: rsync's chown, chmod, utimes, rename);
+	 * a hard-linked file's other names read S3, so its change goes now */
+	bool defer = S_ISREG(ino->st.st_mode) && !ino->link_key && ino->etag[0] &&
+		     ino->stage_fd < 0 && !bfs_is_dirty(ino);
+	if (defer) {
+		int rc = bfs_stage_attrs(fs, ino);
+		if (rc)
+			return rc;
+	}
 	if (ino->stage_fd >= 0 || bfs_is_dirty(ino)) {
-		/* an upload is pending: the change rides along with it; a hard-linked file's
-		 * goes now unless a writer has it open (its close uploads), so that its other
-		 * names, which read S3, see it */
+		/* an upload is pending: the change rides along with it, durable in the journal
+		 * before the call returns; a hard-linked file's goes now unless a writer has it
+		 * open (its close uploads) */
 		bfs_mark_dirty(ino);
 		bool now = ino->link_key && ino->open_writers == 0;
+		int rc = now || ino->stage_fd < 0 ? 0 : bfs_upload_commit(fs, ino);
 		pthread_mutex_unlock(&ino->lock);
-		int rc = 0;
-		if (now)
+		if (rc)
+			;
+		else if (now)
 			rc = bfs_upload_sync(fs, ino);
 		else
 			bfs_upload_schedule(fs, ino, false);
@@ -218,7 +230,7 @@ out:
 }
 
 int bfs_make_node(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
-		  dev_t rdev, const char *link, struct bfs_inode **out)
+		  dev_t rdev, const char *link, bool create, struct bfs_inode **out)
 {
 	struct bfs_fs *fs = fuse_req_userdata(req);
 	*out = NULL;
@@ -276,24 +288,42 @@ int bfs_make_node(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mo
 	pthread_mutex_unlock(&ino->lock);
 	if (rc)
 		goto out;
-	bfs_listing_note(fs, dir, name, S_ISDIR(mode), true);
-	if (!S_ISREG(mode)) {
-		/* regular files are scheduled by their last close */
-		pthread_mutex_lock(&ino->lock);
-		rc = bfs_upload_commit(fs, ino);
-		pthread_mutex_unlock(&ino->lock);
-		bfs_upload_schedule(fs, ino, false);
+	if (!S_ISREG(mode) || !create) {
+		/* a created file is uploaded by its last close; the rest now (close-to-open)
+		 * or after upload_delay (writeback) */
+		rc = bfs_persist_new(fs, ino);
+		if (rc)
+			goto out;
 	}
+	bfs_listing_note(fs, dir, name, S_ISDIR(mode), true);
 	*out = ino;
 	ino = NULL;
 out:
 	if (ino) {
+		pthread_mutex_lock(&ino->lock);
+		bfs_inode_wait_busy(ino);
+		bfs_stage_discard(fs, ino);
+		pthread_mutex_unlock(&ino->lock);
 		bfs_inode_detach(fs, ino);
 		bfs_inode_unpin(fs, ino);
 	}
 	free(key);
 	bfs_inode_unpin(fs, dir);
 	return rc;
+}
+
+int bfs_persist_new(struct bfs_fs *fs, struct bfs_inode *ino)
+{
+	pthread_mutex_lock(&ino->lock);
+	int rc = bfs_upload_commit(fs, ino);
+	pthread_mutex_unlock(&ino->lock);
+	if (rc)
+		return rc;
+	if (!bfs_sync_changes(fs)) {
+		bfs_upload_schedule(fs, ino, false);
+		return 0;
+	}
+	return bfs_upload_flush(fs, ino);
 }
 
 static void reply_new(fuse_req_t req, int rc, struct bfs_inode *ino)
@@ -312,28 +342,21 @@ static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 	struct bfs_inode *ino = NULL;
 	/* devices keep their number in x-amz-meta-rdev, as s3fs stores them (the kernel has
 	 * checked CAP_MKNOD) */
-	int rc = bfs_make_node(req, parent, name, mode, rdev, NULL, &ino);
-	if (rc == 0 && S_ISREG(mode)) {
-		struct bfs_fs *fs = fuse_req_userdata(req);
-		pthread_mutex_lock(&ino->lock);
-		rc = bfs_upload_commit(fs, ino);
-		pthread_mutex_unlock(&ino->lock);
-		bfs_upload_schedule(fs, ino, false);
-	}
+	int rc = bfs_make_node(req, parent, name, mode, rdev, NULL, false, &ino);
 	reply_new(req, rc, ino);
 }
 
 static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
 {
 	struct bfs_inode *ino = NULL;
-	int rc = bfs_make_node(req, parent, name, S_IFDIR | (mode & 07777), 0, NULL, &ino);
+	int rc = bfs_make_node(req, parent, name, S_IFDIR | (mode & 07777), 0, NULL, false, &ino);
 	reply_new(req, rc, ino);
 }
 
 static void op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)
 {
 	struct bfs_inode *ino = NULL;
-	int rc = bfs_make_node(req, parent, name, S_IFLNK | 0777, 0, link, &ino);
+	int rc = bfs_make_node(req, parent, name, S_IFLNK | 0777, 0, link, false, &ino);
 	reply_new(req, rc, ino);
 }
 
@@ -403,7 +426,8 @@ static int remove_node(struct bfs_fs *fs, struct bfs_inode *dir, const char *nam
 	int rc = 0;
 	pthread_mutex_lock(&ino->lock);
 	bfs_inode_wait_busy(ino);
-	if (ino->open_count > 0 && S_ISREG(ino->st.st_mode) && ino->stage_fd < 0) {
+	if (ino->open_count > 0 && S_ISREG(ino->st.st_mode) &&
+	    (ino->stage_fd < 0 || ino->attr_only)) {
 		/* still open: POSIX keeps the data readable after the name goes, so keep a
 		 * local copy (it is never uploaded: the inode is unlinked) */
 		rc = bfs_stage_open(fs, ino, false);

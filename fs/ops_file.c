@@ -12,24 +12,39 @@
 struct bfs_file {
 	struct bfs_inode *ino;
 	bool writer;
+	struct bfs_ra ra; /* ino->lock */
 };
 
-/* Attributes fetched this recently count as revalidated for close-to-open: the lookup that
- * precedes an open has just asked S3. */
+/* Attributes fetched this recently, and not yet used by an open, count as revalidated for
+ * close-to-open: the lookup that precedes an open has just asked S3. Every other open asks. */
 #define OPEN_FRESH_NS (200 * 1000000LL)
 
 int bfs_open_file(struct bfs_fs *fs, struct bfs_inode *ino, int flags, struct fuse_file_info *fi)
 {
 	bool writer = (flags & O_ACCMODE) != O_RDONLY;
 	int rc = 0;
+	bfs_bdi_tune(fs);
 	pthread_mutex_lock(&ino->lock);
 	bool local = bfs_is_dirty(ino) || ino->stage_fd >= 0;
 	int64_t fetched = ino->attr_expire - fs->stat_ttl_ns;
+	bool fresh = ino->open_fresh && bfs_mono_ns() - fetched <= OPEN_FRESH_NS;
+	ino->open_fresh = false;
 	pthread_mutex_unlock(&ino->lock);
-	if (!local && bfs_mono_ns() - fetched > OPEN_FRESH_NS) {
+	if (!local && !fresh) {
+		pthread_mutex_lock(&ino->lock);
+		char was[sizeof(ino->etag)];
+		memcpy(was, ino->etag, sizeof(was));
+		pthread_mutex_unlock(&ino->lock);
 		rc = bfs_attr_refresh(fs, ino, true); /* close-to-open: see other writers' closes */
 		if (rc)
 			return rc;
+		pthread_mutex_lock(&ino->lock);
+		bool changed = strcmp(was, ino->etag) != 0;
+		ino->open_fresh = false; /* used by this open */
+		pthread_mutex_unlock(&ino->lock);
+		/* another mount replaced it: the size the kernel holds is the old one */
+		if (changed && fs->se)
+			fuse_lowlevel_notify_inval_inode(fs->se, ino->nodeid, -1, 0);
 	}
 	struct bfs_file *f = calloc(1, sizeof(*f));
 	if (!f)
@@ -47,8 +62,12 @@ int bfs_open_file(struct bfs_fs *fs, struct bfs_inode *ino, int flags, struct fu
 		rc = -EACCES;
 	}
 	ino->open_count++;
-	/* keep the kernel's page cache only while the object is the one it cached */
-	fi->keep_cache = 0;
+	/* the kernel's page cache is kept while the object is the version it was filled from
+	 * (another mount's change is a new ETag, seen by the HEAD above); local data being
+	 * written is not a version yet */
+	bool staged = ino->stage_fd >= 0 && !ino->attr_only;
+	fi->keep_cache = !staged && ino->etag[0] && strcmp(ino->kcache_etag, ino->etag) == 0;
+	memcpy(ino->kcache_etag, staged ? "" : ino->etag, staged ? 1 : sizeof(ino->kcache_etag));
 	pthread_mutex_unlock(&ino->lock);
 	f->ino = ino;
 	f->writer = writer;
@@ -184,7 +203,7 @@ static void op_read(fuse_req_t req, fuse_ino_t nodeid, size_t size, off_t off,
 	}
 	if (size > fsize - (uint64_t)off)
 		size = (size_t)(fsize - (uint64_t)off);
-	if (ino->stage_fd >= 0) {
+	if (ino->stage_fd >= 0 && !ino->attr_only) {
 		/* local data is the truth until it is uploaded */
 		n = pread(ino->stage_fd, buf, size, off);
 		if (n < 0)
@@ -196,6 +215,7 @@ static void op_read(fuse_req_t req, fuse_ino_t nodeid, size_t size, off_t off,
 		pthread_mutex_unlock(&ino->lock);
 	} else {
 		pthread_mutex_unlock(&ino->lock);
+		bfs_readahead_note(fs, ino, &f->ra, (uint64_t)off, size);
 		n = read_object(fs, ino, buf, size, off);
 	}
 	if (n < 0)
@@ -258,17 +278,7 @@ out:
 		fuse_reply_write(req, (size_t)n);
 }
 
-/* An upload's failure as the writer sees it: the server kept rejecting our bytes (BadDigest,
- * ETag mismatch) or kept failing is EIO; "no such bucket", "access denied" and the like
- * keep their meaning. */
-static int upload_errno(int rc)
-{
-	return rc == -EBADMSG || rc == -ECONNRESET || rc == -ETIMEDOUT || rc == -EHOSTUNREACH
-		       ? -EIO
-		       : rc;
-}
-
-/* Makes ino's changes durable: in the journal, and in S3 when sync or -o sync_close. */
+/* Makes ino's changes durable: in the journal, and in S3 when sync or close-to-open. */
 static int persist(struct bfs_fs *fs, struct bfs_inode *ino, bool sync)
 {
 	pthread_mutex_lock(&ino->lock);
@@ -279,8 +289,10 @@ static int persist(struct bfs_fs *fs, struct bfs_inode *ino, bool sync)
 	pthread_mutex_unlock(&ino->lock);
 	if (rc || !dirty)
 		return rc;
-	if (sync || fs->opts->sync_close || linked)
-		return upload_errno(bfs_upload_sync(fs, ino));
+	if (sync)
+		return bfs_upload_errno(bfs_upload_sync(fs, ino));
+	if (bfs_sync_changes(fs) || linked)
+		return bfs_upload_flush(fs, ino);
 	bfs_upload_schedule(fs, ino, false);
 	return 0;
 }
@@ -344,7 +356,7 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 	struct bfs_fs *fs = fuse_req_userdata(req);
 	struct fuse_entry_param e;
 	struct bfs_inode *ino = NULL;
-	int rc = bfs_make_node(req, parent, name, S_IFREG | (mode & 07777), 0, NULL, &ino);
+	int rc = bfs_make_node(req, parent, name, S_IFREG | (mode & 07777), 0, NULL, true, &ino);
 	if (rc)
 		goto out;
 	rc = bfs_open_file(fs, ino, (fi->flags & ~O_TRUNC) | O_RDWR, fi);

@@ -230,6 +230,18 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 		if (rc)
 			goto out;
 	}
+	if (!is_dir) {
+		/* close-to-open: the rename is in S3 when it returns, so the data it moves is
+		 * put there first (a file still open for writing keeps changing: its close puts
+		 * the rest); attribute changes ride along with the copy below, unless the
+		 * object's other metadata is unknown here */
+		pthread_mutex_lock(&src->lock);
+		bool staged = bfs_is_dirty(src) && src->stage_fd >= 0 && !src->link_key;
+		bool first = staged && (src->attr_only ? !src->meta_loaded : bfs_sync_changes(fs));
+		pthread_mutex_unlock(&src->lock);
+		if (first && (rc = bfs_upload_errno(bfs_upload_sync(fs, src))))
+			goto out;
+	}
 	okey = bfs_inode_key(fs, src);
 	nkey = bfs_child_key(fs, ndir, newname, is_dir);
 	if (!okey || !nkey) {
@@ -242,7 +254,10 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 	/* a hard-linked name is a small pointer object: it moves by copy, its content stays */
 	bool linked = src->link_key != NULL;
 	slk = linked ? strdup(src->link_key) : NULL;
-	bool pending = src->stage_fd >= 0 && !linked;
+	/* attribute changes alone ride along with the copy (and their entry goes after it) */
+	bool attrs = src->stage_fd >= 0 && src->attr_only && src->meta_loaded && !linked;
+	bool pending = src->stage_fd >= 0 && !linked && !attrs;
+	uint64_t gen = src->gen;
 	/* a pending file that replaced another at okey (see "replaced" below) leaves that
 	 * object behind when it moves on: it goes now, or it would come back */
 	bool stale = pending && src->base_etag[0] &&
@@ -322,6 +337,13 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 		goto out;
 	bfs_link_intent_end(fs, src_intent); /* the name moved: the count is right */
 	src_intent = 0;
+	if (attrs) {
+		pthread_mutex_lock(&src->lock);
+		bfs_inode_wait_busy(src);
+		if (src->attr_only && src->gen == gen)
+			bfs_stage_discard(fs, src); /* the copy stored them */
+		pthread_mutex_unlock(&src->lock);
+	}
 
 	bfs_inode_move(fs, src, ndir, newname);
 	bfs_listing_note(fs, dir, name, is_dir, false);

@@ -76,15 +76,22 @@ static const char usage_text[] =
 	"Files:\n"
 	"  uid=N, gid=N         owner of objects without x-amz-meta-uid/gid (default: you)\n"
 	"  umask=OCTAL          mode mask for objects without x-amz-meta-mode (default 022)\n"
+	"  consistency=MODE     close-to-open (default): close(), fsync(), mkdir, rename, ...\n"
+	"                       return once S3 has the change; writeback: once the local\n"
+	"                       journal has it, uploaded upload_delay after the last close\n"
 	"  stat_ttl=SECONDS     how long attributes and listings are trusted (default 5)\n"
-	"  upload_delay=SECONDS upload this long after the last close (default 0.5)\n"
-	"  sync_close           close() waits for the upload\n"
+	"  neg_ttl=SECONDS      how long a name found missing stays missing (default 1 with\n"
+	"                       close-to-open, stat_ttl with writeback)\n"
+	"  upload_delay=SECONDS writeback: upload this long after the last close (default 0.5)\n"
+	"  sync_close           the same as consistency=close-to-open\n"
 	"\n"
 	"Cache:\n"
 	"  cache_dir=PATH       default ~/.cache/bucketfs/HOST/BUCKET (root: /var/cache/bucketfs/...)\n"
 	"  cache_size=SIZE      clean blocks kept (default 0 = 10% of the cache's file system)\n"
 	"  cache_ttl=SECONDS    drop cached blocks older than this (default 0 = never)\n"
 	"  block_size=SIZE      cache block size (default 1M)\n"
+	"  readahead=SIZE       most bytes fetched ahead of a sequential reader, in parallel\n"
+	"                       (default 64M; 0: off)\n"
 	"  lock_wait=SECONDS    wait this long for an unmounted daemon still uploading from the\n"
 	"                       same cache_dir (default 300)\n"
 	"\n"
@@ -238,7 +245,7 @@ static const char *const valued[] = {
 	"endpoint", "region", "profile", "ca_file", "passwd_file", "cache_dir", "stat_ttl",
 	"upload_delay", "uid", "gid", "umask", "block_size", "cache_size", "cache_ttl",
 	"part_size", "parallel", "hmac_key_file", "hmac", "lock_wait", "timeout", "server_wait",
-	NULL,
+	"consistency", "neg_ttl", "readahead", NULL,
 };
 
 /* A FUSE option with a value: checked where FUSE would only fail later, passed on. */
@@ -287,11 +294,21 @@ static int set_value(struct parse *p, const char *name, const char *value)
 		return 0;
 	}
 
-	if (strcmp(name, "stat_ttl") == 0 || strcmp(name, "upload_delay") == 0) {
-		double v;
-		if (!parse_seconds(value, &v))
+	double *fsecs = strcmp(name, "stat_ttl") == 0 ? &o->stat_ttl
+		     : strcmp(name, "upload_delay") == 0 ? &o->upload_delay
+		     : strcmp(name, "neg_ttl") == 0 ? &o->neg_ttl : NULL;
+	if (fsecs) {
+		if (!parse_seconds(value, fsecs))
 			return bad_value(p, name, value, "a number of seconds >= 0");
-		*(strcmp(name, "stat_ttl") == 0 ? &o->stat_ttl : &o->upload_delay) = v;
+		return 0;
+	}
+	if (strcmp(name, "consistency") == 0) {
+		if (strcmp(value, "close-to-open") == 0)
+			o->consistency = BFS_CLOSE_TO_OPEN;
+		else if (strcmp(value, "writeback") == 0)
+			o->consistency = BFS_WRITEBACK;
+		else
+			return bad_value(p, name, value, "close-to-open or writeback");
 		return 0;
 	}
 	if (strcmp(name, "uid") == 0) {
@@ -364,6 +381,10 @@ static int set_value(struct parse *p, const char *name, const char *value)
 		if (size < (5u << 20) || size > (5ull << 30))
 			return bad_value(p, name, value, "a size from 5M to 5G (S3's part limits)");
 		o->part_size = size;
+	} else if (strcmp(name, "readahead") == 0) {
+		if (size > (1ull << 30))
+			return bad_value(p, name, value, "a size up to 1G (0: off)");
+		o->readahead = size;
 	} else {
 		o->cache_size = size;
 	}
@@ -384,9 +405,12 @@ static int handle_opt(struct parse *p, char *opt)
 
 	struct { const char *name; bool *field; } flags[] = {
 		{"path_style", &o->path_style}, {"no_verify_ssl", &o->insecure},
-		{"sync_close", &o->sync_close}, {"allow_other", &o->allow_other},
-		{"ro", &o->read_only},
+		{"allow_other", &o->allow_other}, {"ro", &o->read_only},
 	};
+	if (strcmp(name, "sync_close") == 0 && !value) {
+		o->consistency = BFS_CLOSE_TO_OPEN; /* what it asked for before there were modes */
+		return 0;
+	}
 	for (size_t i = 0; i < sizeof(flags) / sizeof(flags[0]); i++) {
 		if (strcmp(name, flags[i].name) != 0)
 			continue;
@@ -631,6 +655,8 @@ static int parse(struct parse *p, int argc, char **argv)
 	if (!o->profile && (rc = set_str(&o->profile, env("AWS_PROFILE") ? env("AWS_PROFILE")
 									 : "default")))
 		return rc;
+	if (o->neg_ttl < 0)
+		o->neg_ttl = o->consistency == BFS_WRITEBACK ? o->stat_ttl : 1;
 	if (!o->cache_dir && (rc = default_cache_dir(o)))
 		return rc;
 	if (!p->fsname_set && (rc = default_fsname(o)))
@@ -650,11 +676,13 @@ int bfs_options_parse(int argc, char **argv, struct bfs_options *o, char *err, s
 	o->gid = getegid();
 	o->umask = 022;
 	o->upload_delay = 0.5;
+	o->neg_ttl = -1;
 	o->lock_wait = 300;
 	o->timeout = 30;
 	o->server_wait = 60;
 	o->block_size = 1u << 20;
 	o->part_size = 8u << 20;
+	o->readahead = 64u << 20;
 	o->max_connections = 16;
 	if (errlen)
 		err[0] = '\0';

@@ -38,12 +38,15 @@ void bfs_mark_dirty(struct bfs_inode *ino)
 
 /* ---- journal record (fs/record.c format): target key, previous key, metadata ---- */
 
-static char *record_encode(const char *key, const char *remote, const struct s3_meta *m)
+/* attr_only: "a 1", the record changes the object's attributes, not its content */
+static char *record_encode(const char *key, const char *remote, const struct s3_meta *m,
+			   bool attr_only)
 {
 	char t[24]; /* when it was committed: of two records for one key, the later wins */
 	snprintf(t, sizeof(t), "%lld", (long long)bfs_now_ns());
-	struct bfs_field f[] = { { "k", key }, { "r", remote }, { "t", t } };
-	return bfs_record_encode("bfs1", f, 3, m);
+	struct bfs_field f[] = { { "k", key }, { "r", remote }, { "t", t },
+				 { "a", attr_only ? "1" : NULL } };
+	return bfs_record_encode("bfs1", f, 4, m);
 }
 
 /* The commit time of a record (0 if it has none). */
@@ -101,18 +104,23 @@ static bool *superseded_entries(const struct cache_dirty *ents, size_t n)
 	return drop;
 }
 
-/* Parses a record into key, remote key and metadata (all owned by the caller). */
-static int record_decode(const char *rec, char **key, char **remote, struct s3_meta *m)
+/* Parses a record into key, remote key, metadata (all owned by the caller) and whether it
+ * changes attributes only. */
+static int record_decode(const char *rec, char **key, char **remote, struct s3_meta *m,
+			 bool *attr_only)
 {
-	struct bfs_field f[] = { { "k", NULL }, { "r", NULL } };
-	int rc = bfs_record_decode(rec, rec ? strlen(rec) : 0, "bfs1", f, 2, m);
+	struct bfs_field f[] = { { "k", NULL }, { "r", NULL }, { "a", NULL } };
+	int rc = bfs_record_decode(rec, rec ? strlen(rec) : 0, "bfs1", f, 3, m);
 	if (rc == 0 && !f[0].value) {
-		bfs_record_fields_free(f, 2);
+		bfs_record_fields_free(f, 3);
 		s3_meta_free(m);
 		rc = -EINVAL;
 	}
 	*key = rc ? NULL : (char *)f[0].value;
 	*remote = rc ? NULL : (char *)f[1].value;
+	*attr_only = rc == 0 && f[2].value && strcmp(f[2].value, "1") == 0;
+	if (rc == 0)
+		free((char *)f[2].value);
 	return rc;
 }
 
@@ -132,7 +140,9 @@ static void wait_idle(struct bfs_inode *ino)
 int bfs_stage_open(struct bfs_fs *fs, struct bfs_inode *ino, bool trunc)
 {
 	wait_idle(ino);
-	if (ino->stage_fd >= 0) {
+	if (ino->attr_only)
+		bfs_inode_wait_busy(ino); /* its CopyObject changes the ETag we download */
+	if (ino->stage_fd >= 0 && !ino->attr_only) {
 		if (trunc && S_ISREG(ino->st.st_mode) && ino->st.st_size != 0) {
 			if (ftruncate(ino->stage_fd, 0) < 0)
 				return -errno;
@@ -142,9 +152,17 @@ int bfs_stage_open(struct bfs_fs *fs, struct bfs_inode *ino, bool trunc)
 		return 0;
 	}
 	uint64_t id;
-	int fd, rc = cache_dirty_create(fs->cache, &id, &fd);
-	if (rc)
+	int fd, rc;
+	/* an entry with attribute changes only gets the content now; until the next commit
+	 * its record still says "attributes only", so a crash keeps those */
+	bool reuse = ino->stage_fd >= 0;
+	if (reuse) {
+		fd = ino->stage_fd;
+		id = ino->stage_id;
+		rc = 0;
+	} else if ((rc = cache_dirty_create(fs->cache, &id, &fd))) {
 		return rc;
+	}
 	char *key = bfs_data_key(fs, ino);
 	if (!key) {
 		rc = -ENOMEM;
@@ -192,6 +210,10 @@ int bfs_stage_open(struct bfs_fs *fs, struct bfs_inode *ino, bool trunc)
 	}
 	ino->stage_fd = fd;
 	ino->stage_id = id;
+	if (reuse) {
+		ino->attr_only = false;
+		ino->committed = false; /* the record must say "content" now */
+	}
 	/* remote_key: where the object is now, to delete after an upload under a new name.
 	 * A hard-linked file's content never moves (and is shared): nothing to delete. */
 	free(ino->remote_key);
@@ -202,9 +224,26 @@ int bfs_stage_open(struct bfs_fs *fs, struct bfs_inode *ino, bool trunc)
 	return 0;
 fail:
 	free(key);
-	close(fd);
-	cache_dirty_remove(fs->cache, id);
+	if (!reuse) {
+		close(fd);
+		cache_dirty_remove(fs->cache, id);
+	}
 	return rc;
+}
+
+int bfs_stage_attrs(struct bfs_fs *fs, struct bfs_inode *ino)
+{
+	uint64_t id;
+	int fd, rc = cache_dirty_create(fs->cache, &id, &fd);
+	if (rc)
+		return rc;
+	ino->stage_fd = fd;
+	ino->stage_id = id;
+	ino->attr_only = true;
+	free(ino->remote_key);
+	ino->remote_key = NULL; /* the object stays where it is */
+	memcpy(ino->base_etag, ino->etag, sizeof(ino->base_etag));
+	return 0;
 }
 
 void bfs_stage_discard(struct bfs_fs *fs, struct bfs_inode *ino)
@@ -217,6 +256,7 @@ void bfs_stage_discard(struct bfs_fs *fs, struct bfs_inode *ino)
 	}
 	free(ino->remote_key);
 	ino->remote_key = NULL;
+	ino->attr_only = false;
 	ino->uploaded_gen = ino->gen;
 	ino->committed = false;
 }
@@ -231,7 +271,7 @@ int bfs_upload_commit(struct bfs_fs *fs, struct bfs_inode *ino)
 	if (rc)
 		return rc;
 	char *key = bfs_data_key(fs, ino);
-	char *rec = key ? record_encode(key, ino->remote_key, &m) : NULL;
+	char *rec = key ? record_encode(key, ino->remote_key, &m, ino->attr_only) : NULL;
 	s3_meta_free(&m);
 	if (!rec) {
 		free(key);
@@ -263,8 +303,9 @@ int bfs_upload_commit(struct bfs_fs *fs, struct bfs_inode *ino)
 /* ---- the upload itself ---- */
 
 /* Uploads ino's state; called without locks, ino pinned. force: upload even while open for
- * writing (fsync). Returns the upload's result. */
-static int do_upload(struct bfs_fs *fs, struct bfs_inode *ino, bool force)
+ * writing (fsync, close); retry: also what S3 refused for good, unchanged since (fsync: the
+ * cause may be gone), else that refusal is returned. Returns the upload's result. */
+static int do_upload(struct bfs_fs *fs, struct bfs_inode *ino, bool force, bool retry)
 {
 	int rc = 0;
 	char *key = NULL, *old = NULL;
@@ -295,9 +336,11 @@ static int do_upload(struct bfs_fs *fs, struct bfs_inode *ino, bool force)
 	}
 	if (ino->open_writers > 0 && !force)
 		goto unlock; /* the last close schedules it again */
-	if (!force && ino->upload_err && bfs_upload_permanent(ino->upload_err))
+	if (!retry && ino->upload_err && bfs_upload_permanent(ino->upload_err)) {
+		rc = force ? ino->upload_err : 0;
 		goto unlock; /* refused as it is: the next change (it clears upload_err) or an
 			      * fsync tries again */
+	}
 	rc = bfs_upload_commit(fs, ino);
 	if (rc)
 		goto unlock;
@@ -318,18 +361,43 @@ static int do_upload(struct bfs_fs *fs, struct bfs_inode *ino, bool force)
 		rc = -ENOMEM;
 		goto unlock;
 	}
+	bool attr_only = ino->attr_only;
+	char base[sizeof(ino->base_etag)];
+	memcpy(base, ino->base_etag, sizeof(base));
+	/* attributes only: the content keeps its digests, the new metadata is signed again */
+	if (attr_only)
+		rc = bfs_integrity_resign(fs->opts, key, &ino->meta, size, key, &m);
+	if (rc)
+		goto unlock;
 	ino->uploading = true;
 	pthread_mutex_unlock(&ino->lock);
 
 	struct s3_object obj;
 	linked = ino->link_key != NULL;
-	if (linked)
-		rc = bfs_link_fresh_nlink(fs, key, &m); /* other names may have come or gone */
-	/* digests + signature (docs/integrity.md), then the PUT */
-	if (rc == 0)
-		rc = bfs_integrity_seal(fs->s3, fs->opts, key, fd, size, &m);
-	if (rc == 0)
-		rc = s3_put_fd(fs->s3, key, fd, size, content_type_of(mode), &m, &obj);
+	if (attr_only) {
+		/* one CopyObject onto itself, only if it is still the object we changed */
+		rc = s3_copy(fs->s3, key, key, &m, content_type_of(mode), base[0] ? base : NULL,
+			     &obj);
+		if (rc == -ESTALE || rc == -ENOENT) {
+			bfs_log(BFS_LOG_WARN, "%s changed in S3 before its attribute change was "
+				"stored; the change is dropped", key);
+			pthread_mutex_lock(&ino->lock);
+			ino->uploading = false;
+			pthread_cond_broadcast(&ino->cond);
+			bfs_stage_discard(fs, ino);
+			ino->attr_expire = 0; /* reread what is there now */
+			rc = 0;
+			goto unlock;
+		}
+	} else {
+		if (linked)
+			rc = bfs_link_fresh_nlink(fs, key, &m); /* other names may have come or gone */
+		/* digests + signature (docs/integrity.md), then the PUT */
+		if (rc == 0)
+			rc = bfs_integrity_seal(fs->s3, fs->opts, key, fd, size, &m);
+		if (rc == 0)
+			rc = s3_put_fd(fs->s3, key, fd, size, content_type_of(mode), &m, &obj);
+	}
 
 	pthread_mutex_lock(&ino->lock);
 	ino->uploading = false;
@@ -397,9 +465,29 @@ unlock:
 	return rc;
 }
 
+int bfs_upload_errno(int rc)
+{
+	return rc == -EBADMSG || rc == -ECONNRESET || rc == -ETIMEDOUT || rc == -EHOSTUNREACH ||
+		       rc == -ECONNREFUSED || rc == -ENETUNREACH
+		       ? -EIO
+		       : rc;
+}
+
+int bfs_upload_flush(struct bfs_fs *fs, struct bfs_inode *ino)
+{
+	int rc = do_upload(fs, ino, true, false);
+	if (rc == 0) {
+		pthread_mutex_lock(&ino->lock);
+		if (bfs_is_dirty(ino) && ino->upload_err)
+			rc = ino->upload_err;
+		pthread_mutex_unlock(&ino->lock);
+	}
+	return bfs_upload_errno(rc);
+}
+
 int bfs_upload_sync(struct bfs_fs *fs, struct bfs_inode *ino)
 {
-	int rc = do_upload(fs, ino, true);
+	int rc = do_upload(fs, ino, true, true);
 	if (rc == 0) {
 		pthread_mutex_lock(&ino->lock);
 		if (bfs_is_dirty(ino) && ino->upload_err)
@@ -465,7 +553,7 @@ static void *worker(void *arg)
 		pthread_mutex_unlock(&fs->lock);
 
 		/* at unmount nobody writes any more, even if a release never arrived */
-		int rc = do_upload(fs, ino, fs->stopping);
+		int rc = do_upload(fs, ino, fs->stopping, fs->stopping);
 
 		pthread_mutex_lock(&ino->lock);
 		bool again = bfs_is_dirty(ino) && ino->stage_fd >= 0 &&
@@ -534,15 +622,50 @@ void bfs_upload_stop(struct bfs_fs *fs)
 
 /* ---- recovery ---- */
 
+/* An attribute change of an object (bfs_stage_attrs): applied if the object is still the
+ * one it changed, else dropped with a warning (somebody replaced it since). */
+static int recover_attrs(struct bfs_fs *fs, const struct cache_dirty *d, const char *key,
+			 struct s3_meta *m)
+{
+	struct s3_object cur;
+	int rc = s3_head(fs->s3, key, &cur);
+	if (rc == 0 && strcmp(cur.etag, d->base_etag ? d->base_etag : "") == 0) {
+		const char *ms = s3_meta_get(m, "mode");
+		mode_t mode = ms ? (mode_t)strtoul(ms, NULL, 10) : S_IFREG;
+		rc = bfs_integrity_resign(fs->opts, key, &cur.meta, cur.size, key, m);
+		if (rc == 0)
+			rc = s3_copy(fs->s3, key, key, m, content_type_of(mode), cur.etag, NULL);
+		if (rc == 0)
+			bfs_log(BFS_LOG_INFO, "recovered the attributes of %s from the write-back "
+				"journal", key);
+	} else if (rc == 0 || rc == -ENOENT) {
+		bfs_log(BFS_LOG_WARN, "%s changed in S3 before its attribute change was stored; "
+			"the change is dropped", key);
+		rc = 0;
+	}
+	if (rc == 0 || rc == -ESTALE)
+		rc = cache_dirty_remove(fs->cache, d->id);
+	else
+		bfs_log(BFS_LOG_ERR, "%s: recovery of its attributes failed, kept in the journal: "
+			"%s", key, s3_last_error());
+	s3_object_free(&cur);
+	return rc;
+}
+
 static int recover_one(struct bfs_fs *fs, const struct cache_dirty *d)
 {
 	char *key = NULL, *remote = NULL, *target = NULL;
 	struct s3_meta m;
 	int fd = -1;
-	int rc = record_decode(d->meta, &key, &remote, &m);
+	bool attr_only;
+	int rc = record_decode(d->meta, &key, &remote, &m, &attr_only);
 	if (rc) {
 		bfs_log(BFS_LOG_ERR, "journal entry %" PRIu64 " unreadable; left in place", d->id);
 		return rc;
+	}
+	if (attr_only) {
+		rc = recover_attrs(fs, d, key, &m);
+		goto out;
 	}
 	char path[4096];
 	rc = cache_dirty_path(fs->cache, d->id, path, sizeof(path));

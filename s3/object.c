@@ -70,6 +70,18 @@ static void set_range(struct s3_req *r, uint64_t off, uint64_t len)
 	r->range_off = off;
 }
 
+/* A GET sent with If-Match: a server that ignores the condition (s3rver does) answers with
+ * another version's bytes. Its ETag tells, and that is "the object changed" (-ESTALE) like
+ * a 412, never bytes of the wrong version. */
+static int check_match(const struct s3_req *r, const char *key, const char *if_match)
+{
+	if (!if_match || !if_match[0] || !r->obj.etag[0] || strcmp(r->obj.etag, if_match) == 0)
+		return 0;
+	s3_set_error("GET %s: the object changed (ETag %s, expected %s)", key, r->obj.etag,
+		     if_match);
+	return -ESTALE;
+}
+
 int s3_get_range(struct s3_client *c, const char *key, uint64_t off, size_t len, void *buf,
 		 size_t *got, const char *if_match, struct s3_object *info)
 {
@@ -92,6 +104,8 @@ int s3_get_range(struct s3_client *c, const char *key, uint64_t off, size_t len,
 	rc = s3_request(c, &r);
 	if (rc == -ERANGE)
 		rc = 0; /* starts at or past the end of the object: nothing to read */
+	else if (rc == 0)
+		rc = check_match(&r, key, if_match);
 	if (rc == 0) {
 		*got = (size_t)r.got;
 		if (info)
@@ -127,6 +141,8 @@ static void get_part(void *arg, size_t i)
 	r.fd_off = off;
 	atomic_fetch_add(&g->c->stats.get, 1);
 	rc = s3_request(g->c, &r);
+	if (rc == 0)
+		rc = check_match(&r, g->key, g->etag);
 	if (rc == 0 && r.got < len) {
 		s3_set_error("GET %s: short body at %llu: %llu of %llu bytes", g->key,
 			     (unsigned long long)off, (unsigned long long)r.got,
@@ -172,6 +188,8 @@ int s3_get_to_fd(struct s3_client *c, const char *key, int fd, const char *if_ma
 		atomic_fetch_add(&c->stats.get, 1);
 		rc = s3_request(c, &r);
 	}
+	if (rc == 0)
+		rc = check_match(&r, key, if_match);
 	if (rc)
 		goto out;
 	total = r.have_range ? r.range_total : r.got;

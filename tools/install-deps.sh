@@ -14,16 +14,16 @@ PACKAGES=(
     python3-pytest python3-pytest-timeout                        # integration tests
     python3-boto3 python3-botocore s3fs rsync attr
 )
-# Ceph RGW, the second S3 server of the tests (tests/s3server/rgw.py); without the
-# recommended packages it is about 50 packages
-CEPH_PACKAGES=(ceph-mon ceph-osd radosgw)
+# Installed without their recommended packages: Ceph RGW, the second S3 server of the tests
+# (tests/s3server/rgw.py; so about 50 packages), and mpich for the MPI job (tests/mpi/)
+LEAN_PACKAGES=(ceph-mon ceph-osd radosgw mpich libmpich-dev)
 
 SUDO=()
 if [ "$(id -u)" -ne 0 ]; then
     if command -v sudo >/dev/null; then
         SUDO=(sudo)
     else
-        echo "install-deps: not root and no sudo; install as root: apt-get install ${PACKAGES[*]} ${CEPH_PACKAGES[*]} nodejs npm" >&2
+        echo "install-deps: not root and no sudo; install as root: apt-get install ${PACKAGES[*]} ${LEAN_PACKAGES[*]} nodejs npm" >&2
     fi
 fi
 
@@ -41,18 +41,18 @@ done
 command -v node >/dev/null || missing+=(nodejs)
 command -v npm >/dev/null || missing+=(npm)
 
-missing_ceph=()
-for p in "${CEPH_PACKAGES[@]}"; do
-    installed "$p" || missing_ceph+=("$p")
+missing_lean=()
+for p in "${LEAN_PACKAGES[@]}"; do
+    installed "$p" || missing_lean+=("$p")
 done
 
-if [ ${#missing[@]} -gt 0 ] || [ ${#missing_ceph[@]} -gt 0 ]; then
-    echo "== installing: ${missing[*]} ${missing_ceph[*]}"
+if [ ${#missing[@]} -gt 0 ] || [ ${#missing_lean[@]} -gt 0 ]; then
+    echo "== installing: ${missing[*]} ${missing_lean[*]}"
     export DEBIAN_FRONTEND=noninteractive
     "${SUDO[@]}" apt-get update
     [ ${#missing[@]} -eq 0 ] || "${SUDO[@]}" apt-get install -y "${missing[@]}"
-    [ ${#missing_ceph[@]} -eq 0 ] ||
-        "${SUDO[@]}" apt-get install -y --no-install-recommends "${missing_ceph[@]}"
+    [ ${#missing_lean[@]} -eq 0 ] ||
+        "${SUDO[@]}" apt-get install -y --no-install-recommends "${missing_lean[@]}"
 else
     echo "== Debian packages: all present"
 fi

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from helpers import read_file, s3_body, s3_keys, wait_until
+from helpers import read_file, s3_body, s3_head, s3_keys, wait_until
 
 
 def test_transient_errors_are_retried(mount, bucket, s3, proxy):
@@ -98,7 +98,7 @@ def test_server_down_for_30_s_during_writes(mount, bucket, s3, proxy):
 def test_server_away_longer_than_server_wait_fails_clearly(mount, bucket, s3, proxy):
     """Past server_wait an fsync fails with EIO (close() in write-back mode has put the data
     in the journal already); the data reaches S3 once the server is back."""
-    m = mount(bucket, opts=['server_wait=2'])
+    m = mount(bucket, opts=['server_wait=2', 'consistency=writeback'])
     os.listdir(m.path)
     proxy.down()
     t0 = time.monotonic()
@@ -115,3 +115,29 @@ def test_server_away_longer_than_server_wait_fails_clearly(mount, bucket, s3, pr
     proxy.up()
     m.unmount()
     assert s3_body(s3, bucket, 'new') == b'kept'
+
+
+def test_server_away_longer_than_server_wait_fails_close_to_open_calls(mount, bucket, s3, proxy):
+    """With close-to-open, a call that must reach S3 fails with EIO past server_wait: the
+    lookup of a new name, a close whose upload cannot start, a mkdir; nothing is left half
+    done, and what close() put in the journal reaches S3 once the server is back."""
+    m = mount(bucket, opts=['server_wait=2'])
+    fd = os.open(os.path.join(m.path, 'new'), os.O_CREAT | os.O_WRONLY, 0o644)
+    os.write(fd, b'kept')
+    proxy.down()
+    t0 = time.monotonic()
+    with pytest.raises(OSError) as e:
+        os.close(fd)
+    assert e.value.errno == errno.EIO, e.value
+    assert 2 <= time.monotonic() - t0 < 20
+    with pytest.raises(OSError) as e:   # its lookup, or its PUT, finds no server
+        os.mkdir(os.path.join(m.path, 'd'))
+    assert e.value.errno in (errno.EIO, errno.EHOSTUNREACH), e.value
+    with pytest.raises(OSError) as e:
+        os.stat(os.path.join(m.path, 'other'))
+    assert e.value.errno in (errno.EIO, errno.EHOSTUNREACH), e.value
+    proxy.up()
+    assert not os.path.exists(os.path.join(m.path, 'd'))
+    m.unmount()
+    assert s3_body(s3, bucket, 'new') == b'kept'
+    assert s3_head(s3, bucket, 'd/') is None

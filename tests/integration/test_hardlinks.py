@@ -701,7 +701,7 @@ def test_hardlink_rsync_link_dest_backup(mount, bucket, s3, proxy, test_dir):
     src = str(test_dir / 'src')
     files = make_backup_tree(src, rnd)
     lap('source tree')
-    m = mount(bucket)
+    m = mount(bucket, opts=['consistency=writeback'])   # a backup target (README)
     bk = os.path.join(m.path, 'bk')
     os.mkdir(bk)
     rsync('-a', '--numeric-ids', '--delete', src + '/', bk + '/day1/')

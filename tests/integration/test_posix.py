@@ -676,7 +676,7 @@ def test_sync_close(mount, bucket, s3):
 
 
 def test_upload_delay(mount, bucket, s3):
-    m = mount(bucket, opts=['upload_delay=4'])
+    m = mount(bucket, opts=['consistency=writeback', 'upload_delay=4'])
     data = b'delayed' * 1000
     write_file(os.path.join(m.path, 'late'), data)
     closed = time.monotonic()
@@ -693,7 +693,7 @@ def test_upload_delay(mount, bucket, s3):
 
 def test_unmount_writes_all_data(mount, bucket, s3):
     """fusermount3 -u with uploads still pending: the daemon finishes them before it exits."""
-    m = mount(bucket, opts=['upload_delay=60'])
+    m = mount(bucket, opts=['consistency=writeback', 'upload_delay=60'])
     files = {f'd/f{i}': os.urandom(i * 100000) for i in range(6)}
     os.mkdir(os.path.join(m.path, 'd'))
     for k, v in files.items():
@@ -745,7 +745,7 @@ def test_cache_revalidated_after_change_in_s3(mount, bucket, s3, tmp_path):
 def test_pending_files_are_visible(mount, bucket, s3):
     """Files not uploaded yet (upload_delay) are listed, have their size, and keep their
     directory non-empty; what was unlinked before its upload never reaches S3."""
-    m = mount(bucket, opts=['upload_delay=30'])
+    m = mount(bucket, opts=['consistency=writeback', 'upload_delay=30'])
     d = os.path.join(m.path, 'd')
     os.mkdir(d)
     for i in range(40):

@@ -51,7 +51,7 @@ def test_rename_onto_existing(mount, bucket, s3):
 def test_rename_dirty_file_into_other_dir(mount, bucket, s3):
     """A file renamed right after it was written (upload maybe still pending) ends up complete
     under its new name only."""
-    m = mount(bucket, opts=['upload_delay=30'])
+    m = mount(bucket, opts=['consistency=writeback', 'upload_delay=30'])
     os.mkdir(os.path.join(m.path, 'x'))
     os.mkdir(os.path.join(m.path, 'y'))
     data = os.urandom(1024 * 1024 + 11)
@@ -86,7 +86,7 @@ def test_rename_while_open(mount, bucket, s3):
 def test_rename_directory_with_pending_files(mount, bucket, s3):
     """A directory renamed while its files are not uploaded yet: all of them end up, complete,
     under the new name only."""
-    m = mount(bucket, opts=['upload_delay=30'])
+    m = mount(bucket, opts=['consistency=writeback', 'upload_delay=30'])
     os.makedirs(os.path.join(m.path, 'src', 'deep'))
     files = {f'f{i}': os.urandom(i * 50000) for i in range(5)}
     files['deep/g'] = b'in a subdirectory'

@@ -9,7 +9,7 @@ import time
 from conftest import bfs_bin, is_mounted
 from helpers import s3_body, s3_keys
 
-SLOW = ['upload_delay=60']        # nothing is uploaded before the unmount
+SLOW = ['consistency=writeback', 'upload_delay=60']        # nothing is uploaded before the unmount
 
 
 def write_files(path, n, size=50_000):

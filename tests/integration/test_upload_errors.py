@@ -11,17 +11,20 @@ from helpers import s3_body, s3_keys
 
 
 def write_then_fsync(path, data):
-    """Writes data, fsyncs, returns the fsync error number (0 if none); always closes."""
+    """Writes data, fsyncs, returns the fsync error number (0 if none); always closes (with
+    close-to-open the close tries the upload again, and fails the same way when fsync did)."""
     fd = os.open(path, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o644)
+    err = 0
     try:
         os.write(fd, data)
-        try:
-            os.fsync(fd)
-            return 0
-        except OSError as e:
-            return e.errno
-    finally:
+        os.fsync(fd)
+    except OSError as e:
+        err = e.errno
+    try:
         os.close(fd)
+    except OSError as e:
+        assert err and e.errno == err, f'close failed ({e}) after fsync gave {err}'
+    return err
 
 
 @pytest.mark.parametrize('how', ['baddigest', 'disconnect'])

@@ -113,11 +113,13 @@ static void test_defaults(void **state)
 	assert_int_equal(o.gid, getegid());
 	assert_int_equal(o.umask, 022);
 	assert_true(o.upload_delay == 0.5);
-	assert_false(o.sync_close);
+	assert_int_equal(o.consistency, BFS_CLOSE_TO_OPEN);
+	assert_true(o.neg_ttl == 1);
 	assert_int_equal(o.block_size, 1 << 20);
 	assert_int_equal(o.cache_size, 0);
 	assert_int_equal(o.cache_ttl, 0);
 	assert_int_equal(o.part_size, 8 << 20);
+	assert_int_equal(o.readahead, 64 << 20);
 	assert_int_equal(o.max_connections, 16);
 	assert_false(o.foreground);
 	assert_false(o.debug);
@@ -155,7 +157,7 @@ static void test_all_options(void **state)
 	assert_int_equal(o.gid, 0);
 	assert_int_equal(o.umask, 027);
 	assert_true(o.upload_delay == 0);
-	assert_true(o.sync_close);
+	assert_int_equal(o.consistency, BFS_CLOSE_TO_OPEN);
 	assert_int_equal(o.block_size, 4 << 20);
 	assert_int_equal(o.cache_size, 10ULL << 30);
 	assert_int_equal(o.cache_ttl, 60);
@@ -181,6 +183,18 @@ static void test_all_options(void **state)
 	else
 		snprintf(path, sizeof(path), "%s/.cache/bucketfs/s3.example.com_9000/bkt", tmpdir);
 	assert_string_equal(o.cache_dir, path);
+	bfs_options_free(&o);
+
+	/* writeback: a missing name is trusted as long as the listing that lacks it */
+	assert_int_equal(run(&o, "bkt", tmpdir, "-o", "consistency=writeback,stat_ttl=3", NULL), 0);
+	assert_int_equal(o.consistency, BFS_WRITEBACK);
+	assert_true(o.neg_ttl == 3);
+	bfs_options_free(&o);
+	assert_int_equal(run(&o, "bkt", tmpdir, "-o", "consistency=writeback,neg_ttl=0.5", NULL), 0);
+	assert_true(o.neg_ttl == 0.5);
+	bfs_options_free(&o);
+	assert_int_equal(run(&o, "bkt", tmpdir, "-o", "consistency=writeback,sync_close", NULL), 0);
+	assert_int_equal(o.consistency, BFS_CLOSE_TO_OPEN);
 	bfs_options_free(&o);
 
 	/* "~/" is the home directory; later options win. */
@@ -295,6 +309,12 @@ static void test_bad_values(void **state)
 	    "bkt", "MNT", "-o", "stat_ttl=-1", NULL);
 	bad("bucketfs: bad value for stat_ttl: 'nan' (want a number of seconds >= 0)",
 	    "bkt", "MNT", "-o", "stat_ttl=nan", NULL);
+	bad("bucketfs: bad value for consistency: 'strict' (want close-to-open or writeback)",
+	    "bkt", "MNT", "-o", "consistency=strict", NULL);
+	bad("bucketfs: bad value for readahead: '2G' (want a size up to 1G (0: off))",
+	    "bkt", "MNT", "-o", "readahead=2G", NULL);
+	bad("bucketfs: bad value for neg_ttl: '-2' (want a number of seconds >= 0)",
+	    "bkt", "MNT", "-o", "neg_ttl=-2", NULL);
 	bad("bucketfs: bad value for upload_delay: '1s' (want a number of seconds >= 0)",
 	    "bkt", "MNT", "-o", "upload_delay=1s", NULL);
 	bad("bucketfs: bad value for uid: 'abc' (want a numeric user id)",
