@@ -80,6 +80,7 @@ struct bfs_inode {
 	bool held;                  /* a rename onto this name runs: no upload starts until
 	                             * it ends (it discards or reschedules the staged data) */
 	int upload_err;             /* last upload failure, reported by flush/fsync */
+	int64_t upload_err_at;      /* when it failed (monotonic ns) */
 	unsigned upload_tries;      /* failed uploads in a row (backoff) */             /* last upload failure, reported by flush/fsync */
 	int64_t upload_due;         /* monotonic ns */
 };

@@ -404,6 +404,7 @@ static int do_upload(struct bfs_fs *fs, struct bfs_inode *ino, bool force, bool 
 	pthread_cond_broadcast(&ino->cond);
 	if (rc) {
 		ino->upload_err = rc;
+		ino->upload_err_at = bfs_mono_ns();
 		/* the first failure in a row is logged whole; the retries only at debug level */
 		bfs_log(ino->upload_tries++ ? BFS_LOG_DEBUG : BFS_LOG_ERR,
 			"%s: upload failed (%s)%s; kept in the journal: %s", key, strerror(-rc),
@@ -473,8 +474,20 @@ int bfs_upload_errno(int rc)
 		       : rc;
 }
 
+/* A close right after an fsync that failed, with nothing changed since, reports that
+ * failure instead of waiting for the server all over again (the worker retries). */
+#define FLUSH_REUSE_NS (2 * 1000000000LL)
+
 int bfs_upload_flush(struct bfs_fs *fs, struct bfs_inode *ino)
 {
+	pthread_mutex_lock(&ino->lock);
+	int recent = bfs_is_dirty(ino) && ino->upload_err &&
+		     bfs_mono_ns() - ino->upload_err_at < FLUSH_REUSE_NS ? ino->upload_err : 0;
+	pthread_mutex_unlock(&ino->lock);
+	if (recent) {
+		bfs_upload_schedule(fs, ino, false);
+		return bfs_upload_errno(recent);
+	}
 	int rc = do_upload(fs, ino, true, false);
 	if (rc == 0) {
 		pthread_mutex_lock(&ino->lock);

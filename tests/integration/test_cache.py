@@ -64,12 +64,14 @@ def read_through(path):
     """Reads a whole file in 1 MiB pieces (a fresh open: close-to-open applies) and returns
     its SHA-256. The kernel's page cache of the file is dropped first: what is measured is
     bucketfs's own cache."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-    finally:
-        os.close(fd)
-    return sha256_file(path, MiB)
+    h = hashlib.sha256()
+    with open(path, 'rb', buffering=0) as f:
+        os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+        while True:
+            b = f.read(MiB)
+            if not b:
+                return h.hexdigest()
+            h.update(b)
 
 
 def block_files(cache_dir):
