@@ -466,6 +466,19 @@ unlock:
 	return rc;
 }
 
+/* do_upload(force), and the failure that left ino dirty if it skipped the upload */
+static int upload_now(struct bfs_fs *fs, struct bfs_inode *ino, bool retry)
+{
+	int rc = do_upload(fs, ino, true, retry);
+	if (rc == 0) {
+		pthread_mutex_lock(&ino->lock);
+		if (bfs_is_dirty(ino) && ino->upload_err)
+			rc = ino->upload_err;
+		pthread_mutex_unlock(&ino->lock);
+	}
+	return rc;
+}
+
 int bfs_upload_errno(int rc)
 {
 	return rc == -EBADMSG || rc == -ECONNRESET || rc == -ETIMEDOUT || rc == -EHOSTUNREACH ||
@@ -488,26 +501,12 @@ int bfs_upload_flush(struct bfs_fs *fs, struct bfs_inode *ino)
 		bfs_upload_schedule(fs, ino, false);
 		return bfs_upload_errno(recent);
 	}
-	int rc = do_upload(fs, ino, true, false);
-	if (rc == 0) {
-		pthread_mutex_lock(&ino->lock);
-		if (bfs_is_dirty(ino) && ino->upload_err)
-			rc = ino->upload_err;
-		pthread_mutex_unlock(&ino->lock);
-	}
-	return bfs_upload_errno(rc);
+	return bfs_upload_errno(upload_now(fs, ino, false));
 }
 
 int bfs_upload_sync(struct bfs_fs *fs, struct bfs_inode *ino)
 {
-	int rc = do_upload(fs, ino, true, true);
-	if (rc == 0) {
-		pthread_mutex_lock(&ino->lock);
-		if (bfs_is_dirty(ino) && ino->upload_err)
-			rc = ino->upload_err;
-		pthread_mutex_unlock(&ino->lock);
-	}
-	return rc;
+	return upload_now(fs, ino, true);
 }
 
 static void enqueue_locked(struct bfs_fs *fs, struct bfs_inode *ino, int64_t due)

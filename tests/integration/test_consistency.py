@@ -221,14 +221,19 @@ def test_attribute_change_then_write_and_truncate(mount, bucket, s3):
     assert s3_keys(s3, bucket) == set()
 
 
-def test_attribute_change_survives_kill9(mount, bucket, s3):
+def chmod_then_kill9(mount, bucket, body, mode):
+    """Writes f (in S3 at close), chmods it (in the journal only), kills the daemon."""
     m = mount(bucket, opts=['upload_delay=60'])
     p = os.path.join(m.path, 'f')
     with open(p, 'wb') as fh:
-        fh.write(b'content')
-    os.chmod(p, 0o751)
+        fh.write(body)
+    os.chmod(p, mode)
     m.kill9()
-    m = m.remount()
+    return m
+
+
+def test_attribute_change_survives_kill9(mount, bucket, s3):
+    m = chmod_then_kill9(mount, bucket, b'content', 0o751).remount()
     assert int(s3_head(s3, bucket, 'f')['Metadata']['mode']) & 0o7777 == 0o751
     assert s3_body(s3, bucket, 'f') == b'content'
     assert 'recovered the attributes of f' in m.log_text()
@@ -236,12 +241,7 @@ def test_attribute_change_survives_kill9(mount, bucket, s3):
 
 
 def test_attribute_change_of_an_object_replaced_meanwhile_is_dropped(mount, bucket, s3):
-    m = mount(bucket, opts=['upload_delay=60'])
-    p = os.path.join(m.path, 'f')
-    with open(p, 'wb') as fh:
-        fh.write(b'ours')
-    os.chmod(p, 0o700)
-    m.kill9()
+    m = chmod_then_kill9(mount, bucket, b'ours', 0o700)
     s3.put_object(Bucket=bucket, Key='f', Body=b'theirs')
     m = m.remount()
     assert s3_body(s3, bucket, 'f') == b'theirs'
