@@ -92,11 +92,9 @@ int bfs_store_meta(struct bfs_fs *fs, struct bfs_inode *ino)
 		bool now = ino->link_key && ino->open_writers == 0;
 		int rc = now || ino->stage_fd < 0 ? 0 : bfs_upload_commit(fs, ino);
 		pthread_mutex_unlock(&ino->lock);
-		if (rc)
-			;
-		else if (now)
+		if (rc == 0 && now)
 			rc = bfs_upload_sync(fs, ino);
-		else
+		else if (rc == 0)
 			bfs_upload_schedule(fs, ino, false);
 		pthread_mutex_lock(&ino->lock);
 		return rc;
