@@ -215,6 +215,12 @@ int cache_dirty_commit(struct cache *c, const struct cache_dirty *d);
 /* Drops the record and the data file of id (after a successful upload or a discard). */
 int cache_dirty_remove(struct cache *c, uint64_t id);
 
+/* Withdraws the record of id: it is "created" again, so the next cache_open deletes the
+ * entry, while the data file and fds on it stay usable until cache_dirty_remove (a file
+ * removed while still open: its data must be readable, never uploaded). -ENOENT if id has
+ * no record. */
+int cache_dirty_forget(struct cache *c, uint64_t id);
+
 /* Lists the committed entries (for recovery), by increasing id. *out is a malloc'd array
  * the caller frees (cache_dirty_free on each element, then free); NULL when *n is 0. */
 int cache_dirty_list(struct cache *c, struct cache_dirty **out, size_t *n);

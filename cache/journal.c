@@ -7,9 +7,10 @@
  *
  * Write order (see docs/cache.md): create = record(created) commit, then data file;
  * commit = fdatasync(data), fsync(dirty/), then record(committed) commit;
- * remove = record delete commit, then unlink(data). A crash between any two steps leaves
- * either a committed record with complete data, or garbage that cache_journal_recover
- * deletes at the next open (uncommitted records, data files without a record). */
+ * remove = record delete commit, then unlink(data); forget = the record back to "created"
+ * in one commit. A crash between any two steps leaves either a committed record with
+ * complete data, or garbage that cache_journal_recover deletes at the next open
+ * (uncommitted records, data files without a record). */
 #include "cache/cache_int.h"
 
 #include <dirent.h>
@@ -252,6 +253,35 @@ out:
 	if (rc)
 		bfs_log(BFS_LOG_ERR, "cache: cannot commit journal entry %" PRIu64 " (%s): %s",
 			d->id, d->key, strerror(-rc));
+	return rc;
+}
+
+int cache_dirty_forget(struct cache *c, uint64_t id)
+{
+	unsigned char idk[8];
+	MDB_txn *txn = NULL;
+	MDB_val k = { 8, idk }, v, nv = { 0, NULL };
+	int rc;
+
+	if (c->rdonly)
+		return -EROFS;
+	cache_journal_key(id, idk);
+	if ((rc = jrec_encode(JREC_CREATED, NULL, &nv)))
+		goto out;
+	if ((rc = cache_mdb_errno(mdb_txn_begin(c->env, NULL, 0, &txn))))
+		goto out;
+	if ((rc = cache_mdb_errno(mdb_get(txn, c->db_journal, &k, &v))) ||
+	    (rc = cache_mdb_errno(mdb_put(txn, c->db_journal, &k, &nv, 0))))
+		goto out;
+	rc = cache_mdb_errno(mdb_txn_commit(txn));
+	txn = NULL;
+out:
+	if (txn)
+		mdb_txn_abort(txn);
+	free(nv.mv_data);
+	if (rc)
+		bfs_log(BFS_LOG_ERR, "cache: cannot withdraw journal entry %" PRIu64 ": %s", id,
+			strerror(-rc));
 	return rc;
 }
 

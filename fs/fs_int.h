@@ -77,8 +77,9 @@ struct bfs_inode {
 	bool uploading;
 	bool staging;               /* bfs_stage_open is downloading the content */
 	bool committing;            /* a journal commit runs without the lock */
-	bool held;                  /* a rename onto this name runs: no upload starts until
-	                             * it ends (it discards or reschedules the staged data) */
+	bool held;                  /* a rename onto this name, or its unlink, runs: no upload
+	                             * starts until it ends (it discards or reschedules the
+	                             * staged data) */
 	int upload_err;             /* last upload failure, reported by flush/fsync */
 	int64_t upload_err_at;      /* when it failed (monotonic ns) */
 	unsigned upload_tries;      /* failed uploads in a row (backoff) */             /* last upload failure, reported by flush/fsync */
@@ -266,6 +267,10 @@ int bfs_stage_open(struct bfs_fs *fs, struct bfs_inode *ino, bool trunc);
 int bfs_stage_attrs(struct bfs_fs *fs, struct bfs_inode *ino);
 /* Drops ino's staging file and journal entry (unlink of a dirty file). ino->lock held. */
 void bfs_stage_discard(struct bfs_fs *fs, struct bfs_inode *ino);
+/* ino lost its last name while still open: its journal entry is withdrawn (a crash must
+ * not bring the name back), its staging file stays for the open handles until their last
+ * close discards it. ino->lock held. */
+void bfs_stage_forget(struct bfs_fs *fs, struct bfs_inode *ino);
 /* Marks a change that needs an upload (ino->lock held). */
 void bfs_mark_dirty(struct bfs_inode *ino);
 /* Uploads entries found in the journal at mount (crash recovery). */

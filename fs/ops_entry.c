@@ -422,6 +422,7 @@ static int remove_node(struct bfs_fs *fs, struct bfs_inode *dir, const char *nam
 	if (!key)
 		return -ENOMEM;
 	int rc = 0;
+	bool linked = false;
 	pthread_mutex_lock(&ino->lock);
 	bfs_inode_wait_busy(ino);
 	if (ino->open_count > 0 && S_ISREG(ino->st.st_mode) &&
@@ -438,7 +439,10 @@ static int remove_node(struct bfs_fs *fs, struct bfs_inode *dir, const char *nam
 	/* an object is at key: ours, or the one a pending upload replaces (ops_rename.c) */
 	bool in_s3 = ino->etag[0] != '\0' || (S_ISDIR(ino->st.st_mode) && ino->has_marker) ||
 		     (ino->stage_fd >= 0 && ino->base_etag[0] != '\0');
-	bool linked = ino->link_key != NULL;
+	linked = ino->link_key != NULL;
+	/* no upload of ino starts until the name is gone: a PUT after our DELETE would bring
+	 * the name back in S3 */
+	ino->held = true;
 	pthread_mutex_unlock(&ino->lock);
 	if (linked)
 		rc = bfs_link_unlink(fs, key, ino);
@@ -450,15 +454,27 @@ static int remove_node(struct bfs_fs *fs, struct bfs_inode *dir, const char *nam
 		bfs_log(BFS_LOG_ERR, "%s: delete failed: %s", key, s3_last_error());
 		goto out;
 	}
+	bfs_inode_detach(fs, ino); /* do_upload drops the staging of an unlinked inode */
 	pthread_mutex_lock(&ino->lock);
+	/* its journal entry goes before the call returns, or a crash brings the name back;
+	 * the data of a file still open stays readable (a hard-linked file's is still shared
+	 * by its other names and is uploaded) */
 	if (ino->open_count == 0)
 		bfs_stage_discard(fs, ino);
+	else if (!linked)
+		bfs_stage_forget(fs, ino);
 	ino->etag[0] = '\0';
 	pthread_mutex_unlock(&ino->lock);
-	bfs_inode_detach(fs, ino); /* do_upload drops the staging of an unlinked inode */
 	bfs_listing_note(fs, dir, name, false, false);
 	cache_invalidate(fs->cache, key);
 out:
+	pthread_mutex_lock(&ino->lock);
+	ino->held = false;
+	pthread_cond_broadcast(&ino->cond);
+	bool resched = (rc || linked) && bfs_is_dirty(ino) && ino->stage_fd >= 0;
+	pthread_mutex_unlock(&ino->lock);
+	if (resched)
+		bfs_upload_schedule(fs, ino, false); /* what the hold kept back goes on */
 	free(remote);
 	free(key);
 	return rc;

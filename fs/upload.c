@@ -261,11 +261,23 @@ void bfs_stage_discard(struct bfs_fs *fs, struct bfs_inode *ino)
 	ino->committed = false;
 }
 
+void bfs_stage_forget(struct bfs_fs *fs, struct bfs_inode *ino)
+{
+	wait_idle(ino);
+	if (ino->stage_fd >= 0 && cache_dirty_forget(fs->cache, ino->stage_id) == 0)
+		ino->committed = false;
+}
+
 int bfs_upload_commit(struct bfs_fs *fs, struct bfs_inode *ino)
 {
 	wait_idle(ino);
 	if (ino->committed || !bfs_is_dirty(ino) || ino->stage_fd < 0)
 		return 0;
+	pthread_mutex_lock(&fs->lock);
+	bool gone = ino->unlinked && !ino->link_key;
+	pthread_mutex_unlock(&fs->lock);
+	if (gone)
+		return 0; /* removed, still open: never uploaded, so never recovered either */
 	struct s3_meta m;
 	int rc = bfs_attr_meta(ino, &m);
 	if (rc)

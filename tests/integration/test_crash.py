@@ -3,7 +3,8 @@ with the same cache_dir: every name shows its last acknowledged state (close, fs
 link or unlink returned 0) or the one operation in flight, whole; no conflict copy appears,
 since nobody else writes the bucket; bucketfs-fsck finds the bucket clean.
 
-BFS_CRASH_ROUNDS sets the number of rounds (default 50)."""
+BFS_CRASH_ROUNDS sets the number of rounds (default 50), BFS_CRASH_SEED the workload (a
+failure prints the one it used)."""
 import hashlib
 import os
 import random
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import run_fsck, s3_keys
+from helpers import run_fsck, s3_head, s3_keys, wait_until
 
 ROUNDS = int(os.environ.get('BFS_CRASH_ROUNDS', '50'))
 WRITER = Path(__file__).with_name('crash_writer.py')
@@ -59,7 +60,8 @@ def test_kill9_rounds_keep_the_last_acknowledged_state(mount, bucket, s3, proxy,
     """writeback keeps most changes in the journal when the crash comes (the harder case:
     pending renames, replaced names); close-to-open has them in S3, with a journal entry
     only for the upload in flight and for attribute changes: half the rounds."""
-    rnd = random.Random(int(os.environ.get('BFS_CRASH_SEED', '0')) or None)
+    seed = int(os.environ.get('BFS_CRASH_SEED', '0')) or random.randrange(1, 1 << 30)
+    rnd = random.Random(seed)
     log = test_dir / 'ops.log'
     m = mount(bucket, opts=[f'consistency={mode}'])
     os.mkdir(os.path.join(m.path, 'w'))
@@ -78,7 +80,8 @@ def test_kill9_rounds_keep_the_last_acknowledged_state(mount, bucket, s3, proxy,
         for n in NAMES:
             ack, acceptable = want[n]
             assert got[n] in acceptable, (
-                f'round {r}: {n} shows {got[n][:12]}, last acknowledged {ack[:12]} '
+                f'round {r} (BFS_CRASH_SEED={seed}): {n} shows {got[n][:12]}, '
+                f'last acknowledged {ack[:12]} '
                 f'(acceptable {sorted(a[:12] for a in acceptable)}); log:\n{m.log_text()[-3000:]}')
             flight_ok += got[n] != ack
         # settle the round: what was in flight is now what the name holds
@@ -93,3 +96,48 @@ def test_kill9_rounds_keep_the_last_acknowledged_state(mount, bucket, s3, proxy,
     res = run_fsck(proxy, bucket, args=['--json', '--no-progress'], tmp=test_dir, timeout=300)
     assert res.returncode == 0, f'fsck: {res.returncode}\n{res.stdout}\n{res.stderr}'
     print(f'{mode}: kill -9 rounds done; {flight_ok} names showed the operation in flight')
+
+
+def test_unlink_of_an_open_file_is_not_undone_by_a_crash(mount, bucket, s3):
+    """A file written (journal only), then removed while a reader still has it open: the data
+    stays readable through that handle, and a kill -9 before the last close must not bring
+    the name back from the journal at the next mount."""
+    m = mount(bucket, opts=['consistency=writeback', 'upload_delay=3600'])
+    p = os.path.join(m.path, 'doomed')
+    data = os.urandom(70000)
+    with open(p, 'wb') as f:
+        f.write(data)
+    fd = os.open(p, os.O_RDONLY)
+    os.unlink(p)
+    assert os.pread(fd, len(data) + 1, 0) == data, 'an open file stays readable'
+    assert not os.path.exists(p)
+    m.kill9()
+    try:
+        os.close(fd)
+    except OSError:
+        pass                                 # the daemon is gone
+    m = m.remount()
+    assert not os.path.exists(p), f'the removed name came back:\n{m.log_text()[-2000:]}'
+    m.unmount()
+    assert s3_head(s3, bucket, 'doomed') is None, 'the removed file was uploaded at recovery'
+
+
+def test_upload_due_during_unlink_does_not_bring_the_name_back(mount, bucket, s3, proxy):
+    """The write-back timer fires while unlink's DELETE is on its way: that upload must not
+    start, or its PUT, landing after the DELETE, recreates the removed object in S3."""
+    m = mount(bucket, opts=['consistency=writeback', 'upload_delay=0.3'])
+    p = os.path.join(m.path, 'raced')
+    with open(p, 'wb') as f:
+        f.write(b'first version\n')
+    assert wait_until(lambda: s3_head(s3, bucket, 'raced') is not None, 10)
+    proxy.fault('delay', op='DeleteObject', key='^raced$', seconds=1.5)
+    put = proxy.fault('delay', op='PutObject', key='^raced$', seconds=3.0)
+    with open(p, 'r+b') as f:
+        f.write(b'second')                   # due for upload 0.3 s after this close
+    os.unlink(p)                             # its DELETE reaches S3 after 1.5 s
+    time.sleep(4.5)                          # any PUT started meanwhile has landed
+    assert s3_head(s3, bucket, 'raced') is None, (
+        f'the removed object is back in S3 (PUTs delayed: {put.hits}):\n{m.log_text()[-2000:]}')
+    assert not os.path.exists(p)
+    m.unmount()
+    assert s3_head(s3, bucket, 'raced') is None

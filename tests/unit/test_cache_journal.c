@@ -174,6 +174,53 @@ static void test_recovery_after_reopen(void **state)
 	assert_true(c2 > b); /* the counter survived the reopen */
 }
 
+/* An entry withdrawn (its file removed while still open) is listed no more, its data stays
+ * readable until cache_dirty_remove, and a crash before that leaves nothing to recover. */
+static void test_forget(void **state)
+{
+	struct fixture *fx = *state;
+	struct cache_dirty *l;
+	char path[4096], buf[16] = { 0 };
+	size_t n;
+	uint64_t a, b;
+	int fd;
+
+	a = create_with(fx->c, "withdrawn");
+	commit(fx->c, a, "gone", "\"e1\"", "m1", 9);
+	b = create_with(fx->c, "kept");
+	commit(fx->c, b, "kept", NULL, NULL, 4);
+	assert_int_equal(cache_dirty_path(fx->c, a, path, sizeof(path)), 0);
+	fd = open(path, O_RDONLY);
+	assert_true(fd >= 0);
+
+	assert_int_equal(cache_dirty_forget(fx->c, a), 0);
+	assert_int_equal(cache_dirty_forget(fx->c, 999), -ENOENT);
+	assert_int_equal(cache_dirty_list(fx->c, &l, &n), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(l[0].id, b);
+	cache_dirty_free(&l[0]);
+	free(l);
+	assert_int_equal(pread(fd, buf, sizeof(buf), 0), 9);
+	assert_string_equal(buf, "withdrawn");
+	close(fd);
+
+	reopen(fx); /* the crash */
+	assert_int_equal(access(path, F_OK), -1);
+	assert_int_equal(cache_dirty_list(fx->c, &l, &n), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(l[0].id, b);
+	cache_dirty_free(&l[0]);
+	free(l);
+
+	/* without the crash, the last close removes it as any other */
+	a = create_with(fx->c, "again");
+	commit(fx->c, a, "gone", NULL, NULL, 5);
+	assert_int_equal(cache_dirty_forget(fx->c, a), 0);
+	assert_int_equal(cache_dirty_path(fx->c, a, path, sizeof(path)), 0);
+	assert_int_equal(cache_dirty_remove(fx->c, a), 0);
+	assert_int_equal(access(path, F_OK), -1);
+}
+
 struct creator {
 	struct cache *c;
 	uint64_t ids[50];
@@ -227,6 +274,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_create_commit_list_remove, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_commit_unknown_id, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_recovery_after_reopen, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_forget, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_concurrent_create_unique_ids, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
