@@ -286,6 +286,14 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 	if (dst) {
 		pthread_mutex_lock(&dst->lock);
 		bfs_inode_wait_busy(dst);
+		/* and it stays so: an upload of dst's own pending data from now on would
+		 * leave our record naming a state S3 no longer holds */
+		dst->held = true;
+		/* still open: POSIX keeps the replaced file readable, so keep a local copy of
+		 * it, as unlink does (it is never uploaded: the inode loses its name) */
+		if (dst->open_count > 0 && S_ISREG(dst->st.st_mode) && !dst->link_key &&
+		    (dst->stage_fd < 0 || dst->attr_only))
+			rc = bfs_stage_open(fs, dst, false);
 		if (dst->link_key)
 			snprintf(replaced, sizeof(replaced), "%s", BFS_EMPTY_ETAG);
 		else
@@ -293,15 +301,12 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 			       sizeof(replaced));
 		marker = S_ISDIR(dst->st.st_mode) && dst->has_marker && !is_dir;
 		dlk = dst->link_key ? strdup(dst->link_key) : NULL;
-		/* and it stays so: an upload of dst's own pending data from now on would
-		 * leave our record naming a state S3 no longer holds */
-		dst->held = true;
 		pthread_mutex_unlock(&dst->lock);
 	}
 	/* hard links whose names change are journaled first (fs/link_intent.c): a linked
 	 * name moves (its content keeps its count), a linked name is replaced (its content
 	 * loses one) */
-	if (slk) {
+	if (rc == 0 && slk) {
 		struct bfs_link_change ch = { .link_key = slk, .adds = { nkey },
 					      .removes = { okey } };
 		rc = bfs_link_intent_begin(fs, &ch, &src_intent);
@@ -310,8 +315,10 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 		struct bfs_link_change ch = { .link_key = dlk, .removes = { nkey } };
 		rc = bfs_link_intent_begin(fs, &ch, &dst_intent);
 	}
-	if (rc)
+	if (rc) {
+		s3_meta_free(&m);
 		goto out;
+	}
 
 	if (!pending && !is_dir) {
 		rc = meta_loaded || fs->opts->nhmac_keys == 0
@@ -365,7 +372,10 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 		 * below the number of names in S3, whenever a crash comes */
 		pthread_mutex_lock(&dst->lock);
 		bfs_inode_wait_busy(dst);
-		bfs_stage_discard(fs, dst);
+		if (dst->open_count > 0 && !dst->link_key)
+			bfs_stage_forget(fs, dst); /* readable until its last close */
+		else
+			bfs_stage_discard(fs, dst);
 		dst->held = false;
 		pthread_cond_broadcast(&dst->cond);
 		pthread_mutex_unlock(&dst->lock);

@@ -341,9 +341,11 @@ static int do_upload(struct bfs_fs *fs, struct bfs_inode *ino, bool force, bool 
 	bool unlinked = ino->unlinked;
 	pthread_mutex_unlock(&fs->lock);
 	if (unlinked && !ino->link_key) {
-		/* removed while open: nothing to upload. (A removed name of a hard-linked file
-		 * still writes the content its other names share.) */
-		bfs_stage_discard(fs, ino);
+		/* removed while open: nothing to upload, and its data goes at the last close.
+		 * (A removed name of a hard-linked file still writes the content its other
+		 * names share.) */
+		if (ino->open_count == 0)
+			bfs_stage_discard(fs, ino);
 		goto unlock;
 	}
 	if (ino->open_writers > 0 && !force)

@@ -196,3 +196,38 @@ def test_rename_directory_server_side(mount, bucket, s3, proxy):
     st = os.stat(os.path.join(d, 'sub'))
     assert (st.st_mode, st.st_uid) == (stat.S_IFDIR | 0o700, 1000)
     assert not os.path.exists(os.path.join(m.path, 'old'))
+
+
+@pytest.mark.parametrize('mode', ['close-to-open', 'writeback'])
+def test_file_replaced_by_rename_stays_readable_through_an_open_handle(mount, bucket, s3, mode):
+    """POSIX: rename(tmp, name) replaces the name, not the file a reader already has open.
+    With writeback the old file is still in the journal only: a crash after the rename must
+    not bring it back."""
+    m = mount(bucket, opts=[f'consistency={mode}', 'upload_delay=3600'])
+    p, tmp = os.path.join(m.path, 'cfg'), os.path.join(m.path, 'cfg.tmp')
+    old, new = os.urandom(300000), os.urandom(5000)
+    with open(p, 'wb') as f:
+        f.write(old)
+    fd = os.open(p, os.O_RDONLY)
+    try:
+        with open(tmp, 'wb') as f:
+            f.write(new)
+        os.rename(tmp, p)
+        assert os.pread(fd, len(old) + 1, 0) == old, 'the open handle reads the replaced file'
+        with open(p, 'rb') as f:
+            assert f.read() == new
+        if mode == 'writeback':
+            m.kill9()
+            m = m.remount()
+            with open(p, 'rb') as f:
+                assert f.read() == new, f'after the crash:\n{m.log_text()[-2000:]}'
+        else:
+            assert s3_body(s3, bucket, 'cfg') == new
+    finally:
+        try:
+            os.close(fd)
+        except OSError:
+            pass                             # the daemon was killed
+    m.unmount()
+    assert s3_body(s3, bucket, 'cfg') == new
+    assert not [k for k in s3_keys(s3, bucket) if k.startswith('cfg') and k != 'cfg']
