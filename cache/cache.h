@@ -88,11 +88,15 @@ struct cache_source {
 ssize_t cache_read_src(struct cache *c, const char *key, const char *etag, uint64_t obj_size,
 		       uint64_t off, size_t len, void *buf, const struct cache_source *src);
 
-/* Readahead: fetches block blk of version (key, etag) into the cache unless the index has
- * it (at any age), sharing a fetch already in flight for it with its readers. Returns 0
- * (fetched), 1 (was there), or -errno. Thread-safe; no lock held across the fetch. */
-int cache_prefetch(struct cache *c, const char *key, const char *etag, uint64_t obj_size,
-		   uint64_t blk, const struct cache_source *src);
+/* Readahead of a run: blocks [blk, blk+nblk) (nblk at most CACHE_RUN_MAX) of the version,
+ * skipping those at the start that are cached or in flight and ending before the next one
+ * that is, fetched with one call of src->fetch (one ranged GET instead of one per block),
+ * then stored block by block; readers waiting for any of them share it. Returns 0 (fetched),
+ * 1 (nothing to fetch), or -errno. Thread-safe; no lock held across the fetch. Memory: one
+ * buffer of the run. */
+#define CACHE_RUN_MAX 64
+int cache_prefetch_run(struct cache *c, const char *key, const char *etag, uint64_t obj_size,
+		       uint64_t blk, unsigned nblk, const struct cache_source *src);
 /* The cache's block size in bytes. */
 uint64_t cache_block_size(const struct cache *c);
 

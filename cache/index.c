@@ -330,25 +330,26 @@ out:
 /* Joins the fetch of key, or starts one. Returns it with a reference held; *leader says
  * whether the caller must do the work (and call inflight_finish). A waiter returns only once
  * the leader has finished. NULL on ENOMEM. */
-static struct cache_inflight *inflight_join(struct cache *c, const void *key, size_t klen,
-					    bool reval, bool *leader)
+/* The fetch of key in flight, or NULL (c->mu held). */
+static struct cache_inflight *inflight_find(struct cache *c, const void *key, size_t klen,
+					    bool reval)
 {
 	struct cache_inflight *f;
 
-	pthread_mutex_lock(&c->mu);
 	for (f = c->inflight; f; f = f->next)
 		if (f->reval == reval && f->klen == klen && memcmp(f->key, key, klen) == 0)
 			break;
-	if (f) {
-		f->refs++;
-		while (!f->done)
-			pthread_cond_wait(&f->cv, &c->mu);
-		*leader = false;
-		goto out;
-	}
-	f = calloc(1, sizeof(*f));
+	return f;
+}
+
+/* A new in-flight record for key, listed, with the caller's reference (c->mu held). */
+static struct cache_inflight *inflight_new(struct cache *c, const void *key, size_t klen,
+					   bool reval)
+{
+	struct cache_inflight *f = calloc(1, sizeof(*f));
+
 	if (!f)
-		goto out;
+		return NULL;
 	memcpy(f->key, key, klen);
 	f->klen = klen;
 	f->reval = reval;
@@ -356,8 +357,36 @@ static struct cache_inflight *inflight_join(struct cache *c, const void *key, si
 	pthread_cond_init(&f->cv, NULL);
 	f->next = c->inflight;
 	c->inflight = f;
-	*leader = true;
-out:
+	return f;
+}
+
+static struct cache_inflight *inflight_join(struct cache *c, const void *key, size_t klen,
+					    bool reval, bool *leader)
+{
+	struct cache_inflight *f;
+
+	pthread_mutex_lock(&c->mu);
+	f = inflight_find(c, key, klen, reval);
+	if (f) {
+		f->refs++;
+		while (!f->done)
+			pthread_cond_wait(&f->cv, &c->mu);
+		*leader = false;
+	} else {
+		f = inflight_new(c, key, klen, reval);
+		*leader = true;
+	}
+	pthread_mutex_unlock(&c->mu);
+	return f;
+}
+
+/* Starts the fetch of key unless one is in flight (then NULL, without waiting for it). */
+static struct cache_inflight *inflight_lead(struct cache *c, const void *key, size_t klen)
+{
+	struct cache_inflight *f;
+
+	pthread_mutex_lock(&c->mu);
+	f = inflight_find(c, key, klen, false) ? NULL : inflight_new(c, key, klen, false);
 	pthread_mutex_unlock(&c->mu);
 	return f;
 }
@@ -786,37 +815,85 @@ out:
 	return rc;
 }
 
-int cache_prefetch(struct cache *c, const char *key, const char *etag, uint64_t obj_size,
-		   uint64_t blk, const struct cache_source *src)
+int cache_prefetch_run(struct cache *c, const char *key, const char *etag, uint64_t obj_size,
+		       uint64_t blk, unsigned nblk, const struct cache_source *src)
 {
+	struct cache_inflight *fl[CACHE_RUN_MAX];
 	struct cache_blkrec r;
 	struct bkey *bk;
-	void *buf = NULL;
-	uint64_t bs = c->block_size, boff = blk * bs;
-	int rc;
+	unsigned char *buf = NULL;
+	uint64_t bs = c->block_size, gen, start = 0;
+	unsigned n = 0;
+	ssize_t got = 0;
+	int rc = 1;
 
 	if (!key || !etag || !src || !src->fetch)
 		return -EINVAL;
 	if (c->rdonly)
 		return -EROFS;
-	if (boff >= obj_size)
-		return 1;
-	size_t blen = (size_t)(obj_size - boff < bs ? obj_size - boff : bs);
+	if (nblk > CACHE_RUN_MAX)
+		nblk = CACHE_RUN_MAX;
 	bk = malloc(sizeof(*bk));
 	if (!bk)
 		return -ENOMEM;
 	bkey_version(bk, key, etag);
-	bkey_block(bk, blk);
-	if (index_get(c, bk->b, bk->len, &r) == 0 && r.len == blen) {
-		rc = 1;
-		goto out;
+	pthread_mutex_lock(&c->mu);
+	gen = c->inval_gen;
+	pthread_mutex_unlock(&c->mu);
+	/* the run: from the first block neither cached nor in flight, up to the next that is */
+	for (uint64_t b = blk; b < blk + nblk && b * bs < obj_size; b++) {
+		size_t blen = (size_t)(obj_size - b * bs < bs ? obj_size - b * bs : bs);
+		bkey_block(bk, b);
+		bool have = index_get(c, bk->b, bk->len, &r) == 0 && r.len == blen;
+		struct cache_inflight *f = have ? NULL : inflight_lead(c, bk->b, bk->len);
+		if (f && !(f->buf = malloc(blen))) {
+			inflight_finish(c, f, -ENOMEM);
+			inflight_put(c, f);
+			f = NULL;
+		}
+		if (f && disk_get(c, bk, blen, f->buf, &r, NULL) == 0) {
+			/* stored by another leader between our look and our lead */
+			inflight_finish(c, f, (ssize_t)blen);
+			inflight_put(c, f);
+			f = NULL;
+		}
+		if (!f) {
+			if (n)
+				break;
+			continue;
+		}
+		if (n == 0)
+			start = b;
+		fl[n++] = f;
 	}
-	buf = malloc(blen ? blen : 1);
-	if (!buf) {
-		rc = -ENOMEM;
+	if (n == 0)
 		goto out;
+	uint64_t off = start * bs, end = start + n == (obj_size + bs - 1) / bs ? obj_size
+					: (start + n) * bs;
+	size_t total = (size_t)(end - off);
+	buf = malloc(total);
+	got = buf ? src->fetch(src->arg, off, total, buf) : -ENOMEM;
+	if (got > (ssize_t)total)
+		got = -EIO;
+	if (got >= 0 && got < (ssize_t)total)
+		bfs_log(BFS_LOG_WARN, "cache: %s ended %zu bytes early at block %" PRIu64, key,
+			total - (size_t)got, start + (uint64_t)got / bs);
+	for (unsigned i = 0; i < n; i++) {
+		uint64_t boff = (uint64_t)i * bs;
+		size_t blen = (size_t)(end - off - boff < bs ? end - off - boff : bs);
+		ssize_t brc = got < 0 ? got
+			      : (uint64_t)got <= boff ? 0
+			      : (ssize_t)((uint64_t)got - boff < blen ? (uint64_t)got - boff : blen);
+		if (brc > 0) {
+			memcpy(fl[i]->buf, buf + boff, (size_t)brc);
+			if ((size_t)brc == blen) {
+				bkey_block(bk, start + i);
+				store(c, bk, buf + boff, blen, gen);
+			}
+		}
+		inflight_finish(c, fl[i], brc);
+		inflight_put(c, fl[i]);
 	}
-	ssize_t got = fetch_shared(c, bk, blk, blen, buf, src, false); /* not a reader's */
 	rc = got < 0 ? (int)got : 0;
 out:
 	free(buf);

@@ -5,10 +5,10 @@
  * sequential: the window ahead of it doubles (one block, two, four, ... up to -o readahead=)
  * and the blocks of the window not yet asked for are queued; any other read resets the
  * window, so random reads fetch only the block they need. A pool of workers fetches queued
- * blocks in parallel, each with one ranged GET through the same verified fetch as a read
- * (fs/integrity.c), sharing a fetch in flight with readers of the same block
- * (cache_prefetch). Memory: one block buffer per worker; the queue holds small job records
- * and is capped. Many handles reading disjoint slices of one file each get their own window.
+ * runs of blocks in parallel, each run (8 MiB, a multipart part's worth) with one ranged GET
+ * through the same verified fetch as a read (fs/integrity.c), sharing a fetch in flight with
+ * readers of the same block (cache_prefetch_run). Memory: one run buffer per worker; the
+ * queue holds small job records and is capped. Many handles reading disjoint slices of one file each get their own window.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -17,7 +17,8 @@
 #include "fs/fs_int.h"
 #include "util/util.h"
 
-#define RA_MAX_QUEUED 4096 /* blocks waiting; beyond that a window is not extended */
+#define RA_MAX_QUEUED 4096 /* runs waiting; beyond that a window is not extended */
+#define RA_RUN_BYTES (8u << 20) /* one GET fetches this much of a window (a multipart part) */
 
 /* One object version being read ahead; shared by its queued blocks. */
 struct ra_obj {
@@ -32,6 +33,7 @@ struct ra_obj {
 struct ra_job {
 	struct ra_obj *obj;
 	uint64_t blk;
+	unsigned nblk; /* a run of blocks fetched with one GET */
 	struct ra_job *next;
 };
 
@@ -83,8 +85,8 @@ static void *ra_worker(void *arg)
 		pthread_mutex_unlock(&ra->lock);
 
 		struct cache_source src = { .fetch = ra_fetch, .arg = j->obj };
-		int rc = cache_prefetch(j->obj->fs->cache, j->obj->key, j->obj->etag, j->obj->size,
-					j->blk, &src);
+		int rc = cache_prefetch_run(j->obj->fs->cache, j->obj->key, j->obj->etag,
+					    j->obj->size, j->blk, j->nblk, &src);
 		if (rc < 0 && rc != -ESTALE) /* a changed object: the reader finds out itself */
 			bfs_log(BFS_LOG_DEBUG, "readahead of %s block %llu: %s", j->obj->key,
 				(unsigned long long)j->blk, strerror(-rc));
@@ -212,12 +214,16 @@ void bfs_readahead_note(struct bfs_fs *fs, struct bfs_inode *ino, struct bfs_ra 
 		return;
 	}
 	o->refs = 1; /* ours, until every job is queued */
+	uint64_t run = RA_RUN_BYTES / bs ? RA_RUN_BYTES / bs : 1;
+	if (run > CACHE_RUN_MAX)
+		run = CACHE_RUN_MAX;
 	pthread_mutex_lock(&ra->lock);
-	for (uint64_t b = from; b < to && ra->queued < RA_MAX_QUEUED && !ra->stopping; b++) {
+	for (uint64_t b = from; b < to && ra->queued < RA_MAX_QUEUED && !ra->stopping; b += run) {
 		struct ra_job *j = malloc(sizeof(*j));
 		if (!j)
 			break;
-		*j = (struct ra_job){ .obj = o, .blk = b };
+		*j = (struct ra_job){ .obj = o, .blk = b,
+				      .nblk = (unsigned)(to - b < run ? to - b : run) };
 		o->refs++;
 		if (ra->tail)
 			ra->tail->next = j;

@@ -668,6 +668,83 @@ static void test_enospc_reads_still_served(void **state)
 	assert_int_equal(WEXITSTATUS(status), 0);
 }
 
+/* A run of blocks is one fetch; cached blocks at its start are skipped and one in the
+ * middle ends it; the blocks are then served without fetching; a reader of a block of a
+ * run in flight joins it. */
+static void test_prefetch_run(void **state)
+{
+	struct fixture *fx = *state;
+	struct src s;
+	struct cache_source cs = { .fetch = fetch };
+	size_t size = 10 * BS + 100;
+
+	src_init(&s, size, 7);
+	cs.arg = &s;
+	assert_int_equal(rd(fx->c, "k", "\"e\"", &s, 0, 10), 10); /* block 0 cached */
+	assert_int_equal(rd(fx->c, "k", "\"e\"", &s, 5 * BS, 10), 10); /* and block 5 */
+	atomic_store(&s.calls, 0);
+	/* blocks 0..7 asked: 0 is skipped, 1..4 fetched in one go, 5 ends the run */
+	assert_int_equal(cache_prefetch_run(fx->c, "k", "\"e\"", size, 0, 8, &cs), 0);
+	assert_int_equal(atomic_load(&s.calls), 1);
+	assert_int_equal(s.offs[0], BS);
+	assert_int_equal(s.lens[0], 4 * BS);
+	/* the rest up to the end of the object, partial last block included */
+	assert_int_equal(cache_prefetch_run(fx->c, "k", "\"e\"", size, 5, 64, &cs), 0);
+	assert_int_equal(atomic_load(&s.calls), 2);
+	assert_int_equal(s.offs[1], 6 * BS);
+	assert_int_equal(s.lens[1], 4 * BS + 100);
+	assert_int_equal(cache_prefetch_run(fx->c, "k", "\"e\"", size, 0, 64, &cs), 1);
+	assert_int_equal(cache_prefetch_run(fx->c, "k", "\"e\"", size, 11, 4, &cs), 1);
+	assert_int_equal(rd(fx->c, "k", "\"e\"", &s, 0, size), (ssize_t)size);
+	assert_int_equal(atomic_load(&s.calls), 2);
+
+	/* a failed fetch is returned and caches nothing */
+	s.fail = -EIO;
+	assert_int_equal(cache_prefetch_run(fx->c, "k", "\"e2\"", size, 0, 4, &cs), -EIO);
+	s.fail = 0;
+	atomic_store(&s.calls, 0);
+	assert_int_equal(rd(fx->c, "k", "\"e2\"", &s, 0, 10), 10);
+	assert_int_equal(atomic_load(&s.calls), 1);
+	free(s.data);
+}
+
+struct run_arg {
+	struct cache *c;
+	struct src *s;
+	size_t size;
+	int rc;
+};
+
+static void *run_main(void *arg)
+{
+	struct run_arg *a = arg;
+	struct cache_source cs = { .fetch = fetch, .arg = a->s };
+
+	a->rc = cache_prefetch_run(a->c, "k", "\"e\"", a->size, 0, 8, &cs);
+	return NULL;
+}
+
+static void test_prefetch_run_shared_with_reader(void **state)
+{
+	struct fixture *fx = *state;
+	struct src s;
+	size_t size = 8 * BS;
+	pthread_t t;
+
+	src_init(&s, size, 9);
+	s.delay_ms = 300;
+	struct run_arg a = { .c = fx->c, .s = &s, .size = size };
+	assert_int_equal(pthread_create(&t, NULL, run_main, &a), 0);
+	struct timespec ts = { 0, 100 * 1000000L };
+	nanosleep(&ts, NULL);
+	/* block 6 is in the run's flight: the reader waits for it, no second fetch */
+	assert_int_equal(rd(fx->c, "k", "\"e\"", &s, 6 * BS + 1, 100), 100);
+	pthread_join(t, NULL);
+	assert_int_equal(a.rc, 0);
+	assert_int_equal(atomic_load(&s.calls), 1);
+	free(s.data);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -691,6 +768,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_ttl_concurrent_revalidation, setup_ttl100, teardown),
 		cmocka_unit_test_setup_teardown(test_ttl_without_hook_refetches, setup_ttl100, teardown),
 		cmocka_unit_test(test_enospc_reads_still_served),
+		cmocka_unit_test_setup_teardown(test_prefetch_run, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_prefetch_run_shared_with_reader, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
