@@ -332,6 +332,7 @@ void bfs_s3_config(const struct bfs_options *o, const struct bfs_creds *cr,
 		.session_token = cr->session_token,
 		.max_connections = o->max_connections,
 		.part_size = o->part_size,
+		.copy_limit = o->copy_limit,
 		.low_speed_timeout_s = (long)o->timeout,
 		.unreachable_wait_s = (long)o->server_wait,
 	};

@@ -59,6 +59,7 @@ struct bfs_options {
 	unsigned server_wait; /* -o server_wait=SECONDS: calls wait for an unreachable server (60) */
 	unsigned lock_wait;   /* -o lock_wait=SECONDS for a cache_dir held by an unmounting daemon (300) */
 	uint64_t part_size;   /* -o part_size=SIZE (multipart part, default 8M) */
+	uint64_t copy_limit;  /* -o copy_limit=SIZE (largest one-request copy, default 5G) */
 	uint64_t readahead;   /* -o readahead=SIZE: most bytes fetched ahead of a sequential reader (64M; 0 off) */
 	int max_connections;  /* -o parallel=N (default 16) */
 	char *hmac_key_file;  /* -o hmac_key_file= (must not be group/other accessible) */

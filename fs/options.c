@@ -66,6 +66,8 @@ static const char usage_text[] =
 	"  passwd_file=PATH     s3fs-style KEY:SECRET or BUCKET:KEY:SECRET file (mode 600)\n"
 	"  parallel=N           concurrent S3 requests (default 16)\n"
 	"  part_size=SIZE       multipart upload part size (default 8M)\n"
+	"  copy_limit=SIZE      largest object the server copies in one request (rename,\n"
+	"                       chmod); larger ones are copied in parts (default 5G)\n"
 	"  timeout=SECONDS      a request moving under 1 KiB/s this long is cut and retried\n"
 	"                       (default 30)\n"
 	"  server_wait=SECONDS  while the server cannot be reached, calls wait this long for\n"
@@ -244,8 +246,8 @@ static int set_endpoint(struct parse *p, const char *name, const char *url)
 static const char *const valued[] = {
 	"endpoint", "region", "profile", "ca_file", "passwd_file", "cache_dir", "stat_ttl",
 	"upload_delay", "uid", "gid", "umask", "block_size", "cache_size", "cache_ttl",
-	"part_size", "parallel", "hmac_key_file", "hmac", "lock_wait", "timeout", "server_wait",
-	"consistency", "neg_ttl", "readahead", NULL,
+	"part_size", "copy_limit", "parallel", "hmac_key_file", "hmac", "lock_wait", "timeout",
+	"server_wait", "consistency", "neg_ttl", "readahead", NULL,
 };
 
 /* A FUSE option with a value: checked where FUSE would only fail later, passed on. */
@@ -381,6 +383,10 @@ static int set_value(struct parse *p, const char *name, const char *value)
 		if (size < (5u << 20) || size > (5ull << 30))
 			return bad_value(p, name, value, "a size from 5M to 5G (S3's part limits)");
 		o->part_size = size;
+	} else if (strcmp(name, "copy_limit") == 0) {
+		if (size < (5u << 20) || size > (5ull << 30))
+			return bad_value(p, name, value, "a size from 5M to 5G");
+		o->copy_limit = size;
 	} else if (strcmp(name, "readahead") == 0) {
 		if (size > (1ull << 30))
 			return bad_value(p, name, value, "a size up to 1G (0: off)");
@@ -682,6 +688,7 @@ int bfs_options_parse(int argc, char **argv, struct bfs_options *o, char *err, s
 	o->server_wait = 60;
 	o->block_size = 1u << 20;
 	o->part_size = 8u << 20;
+	o->copy_limit = 5ull << 30;
 	o->readahead = 64u << 20;
 	o->max_connections = 16;
 	if (errlen)

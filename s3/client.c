@@ -94,8 +94,12 @@ int s3_client_new(const struct s3_config *cfg, struct s3_client **out)
 		c->part_size = S3_MIN_PART_SIZE; /* S3 rejects smaller non-final parts */
 	if (c->part_size > S3_MAX_COPY_SIZE)
 		c->part_size = S3_MAX_COPY_SIZE;
-	c->copy_part_threshold = S3_MAX_COPY_SIZE;
-	c->copy_part_size = 512ULL << 20;
+	c->copy_part_threshold = cfg->copy_limit && cfg->copy_limit < S3_MAX_COPY_SIZE
+				 ? cfg->copy_limit : S3_MAX_COPY_SIZE;
+	if (c->copy_part_threshold < S3_MIN_PART_SIZE)
+		c->copy_part_threshold = S3_MIN_PART_SIZE;
+	c->copy_part_size = c->copy_part_threshold < (512ULL << 20) ? c->copy_part_threshold
+								    : 512ULL << 20;
 	c->retries = cfg->retries == 0 ? 5 : cfg->retries < 0 ? 0 : cfg->retries;
 	c->connect_timeout_ms = cfg->connect_timeout_ms > 0 ? cfg->connect_timeout_ms : 10000;
 	c->low_speed_timeout_s = cfg->low_speed_timeout_s > 0 ? cfg->low_speed_timeout_s : 30;

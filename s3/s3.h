@@ -33,6 +33,8 @@ struct s3_config {
 	const char *session_token; /* copied; NULL if none */
 	int max_connections;       /* parallel requests for head_many/multipart; 0 = 16 */
 	uint64_t part_size;        /* multipart part size; 0 = 8 MiB; objects > part_size go multipart */
+	uint64_t copy_limit;       /* largest object the server copies with one CopyObject
+				    * (larger: UploadPartCopy, in parts of at most this); 0 = 5 GiB */
 	int retries;               /* retries of retryable failures; 0 = 5, -1 = none */
 	long connect_timeout_ms;   /* 0 = 10000 */
 	long low_speed_timeout_s;  /* abort a transfer slower than 1 KiB/s for this long; 0 = 30 */

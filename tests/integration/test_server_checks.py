@@ -12,7 +12,7 @@ from botocore.exceptions import ClientError
 
 import conftest
 from conftest import make_client
-from helpers import s3_body
+from helpers import s3_body, s3_head
 
 pytestmark = pytest.mark.skipif(not conftest.on_rgw,
                                 reason='s3rver checks neither signatures nor Content-MD5')
@@ -58,3 +58,33 @@ def test_mount_with_a_wrong_secret_fails_clearly(mount, bucket, s3server):
     assert len(said) == 1, res.stderr
     assert 'access denied' in said[0] and 'SignatureDoesNotMatch' in said[0], said[0]
     assert 'not-the-secret' not in res.stderr
+
+
+def test_rename_beyond_copy_limit_copies_in_parts(mount, bucket, s3, proxy):
+    """A server refuses one CopyObject of an object over its copy limit (AWS: 5 GiB, as
+    InvalidRequest): the rename then copies it with UploadPartCopy in parts of at most
+    copy_limit, each from the same source version, no data through bucketfs, and the
+    moved object keeps content and metadata. (s3rver has no UploadPartCopy.)"""
+    m = mount(bucket, opts=['copy_limit=5M'])
+    data = os.urandom((12 << 20) + 4321)
+    src, dst = os.path.join(m.path, 'big'), os.path.join(m.path, 'moved')
+    with open(src, 'wb') as f:
+        f.write(data)
+    os.chmod(src, 0o640)
+    before = proxy.stats()
+    refused = proxy.fault('error', op='CopyObject', status=400, code='InvalidRequest')
+    os.rename(src, dst)
+    after = proxy.stats()
+    delta = {k: after.get(k, 0) - before.get(k, 0) for k in after}
+    assert refused.hits == 1
+    assert delta.get('UploadPartCopy') == 3, delta
+    assert delta.get('CompleteMultipartUpload') == 1, delta
+    assert delta.get('bytes_up', 0) < (1 << 20), f'data went through bucketfs: {delta}'
+    assert s3_body(s3, bucket, 'moved') == data
+    assert s3_head(s3, bucket, 'big') is None
+    head = s3_head(s3, bucket, 'moved')
+    assert head['ETag'].endswith('-3"'), head['ETag']
+    assert int(head['Metadata']['mode']) & 0o7777 == 0o640, head['Metadata']
+    with open(dst, 'rb') as f:
+        assert f.read() == data
+    assert os.stat(dst).st_mode & 0o7777 == 0o640

@@ -119,6 +119,7 @@ static void test_defaults(void **state)
 	assert_int_equal(o.cache_size, 0);
 	assert_int_equal(o.cache_ttl, 0);
 	assert_int_equal(o.part_size, 8 << 20);
+	assert_int_equal(o.copy_limit, 5ull << 30);
 	assert_int_equal(o.readahead, 64 << 20);
 	assert_int_equal(o.max_connections, 16);
 	assert_false(o.foreground);
@@ -143,6 +144,7 @@ static void test_all_options(void **state)
 			     "endpoint=http://127.0.0.1:4568/,path_style,region=eu-west-1",
 			     "-o", "stat_ttl=0.25,uid=1234,gid=0,umask=027,upload_delay=0",
 			     "-osync_close,block_size=4M,cache_size=10G,cache_ttl=60,part_size=16M",
+			     "-o", "copy_limit=64M",
 			     "-o", "parallel=4,no_verify_ssl,ca_file=rel/ca.pem,profile=p",
 			     "-o", "passwd_file=/x/y,cache_dir=./c", NULL), 0);
 	assert_string_equal(o.bucket, "b-1.x");
@@ -162,6 +164,7 @@ static void test_all_options(void **state)
 	assert_int_equal(o.cache_size, 10ULL << 30);
 	assert_int_equal(o.cache_ttl, 60);
 	assert_int_equal(o.part_size, 16 << 20);
+	assert_int_equal(o.copy_limit, 64 << 20);
 	assert_int_equal(o.max_connections, 4);
 	assert_true(o.insecure);
 	snprintf(path, sizeof(path), "%s/rel/ca.pem", cwd);
@@ -329,6 +332,8 @@ static void test_bad_values(void **state)
 	    "bkt", "MNT", "-o", "block_size=3000", NULL);
 	bad("bucketfs: bad value for part_size: '1M' (want a size from 5M to 5G (S3's part limits))",
 	    "bkt", "MNT", "-o", "part_size=1M", NULL);
+	bad("bucketfs: bad value for copy_limit: '6G' (want a size from 5M to 5G)",
+	    "bkt", "MNT", "-o", "copy_limit=6G", NULL);
 	bad("bucketfs: bad value for cache_size: 'lots' (want a size like 4096, 512K, 8M or 1G)",
 	    "bkt", "MNT", "-o", "cache_size=lots", NULL);
 	bad("bucketfs: bad value for parallel: '0' (want a number of connections from 1 to 1000)",
