@@ -216,12 +216,35 @@ static int fsync_path(const char *path, int flags, bool data_only)
 	return rc;
 }
 
-int cache_dirty_commit(struct cache *c, const struct cache_dirty *d)
+/* Replaces the record of id (which must exist: -ENOENT) with one in state, for d (NULL:
+ * no key, as a created record), in one write transaction. */
+static int record_replace(struct cache *c, uint64_t id, int state, const struct cache_dirty *d)
 {
-	char path[4096];
 	unsigned char idk[8];
 	MDB_txn *txn = NULL;
 	MDB_val k = { 8, idk }, v, nv = { 0, NULL };
+	int rc;
+
+	if ((rc = jrec_encode(state, d, &nv)))
+		goto out;
+	cache_journal_key(id, idk);
+	if ((rc = cache_mdb_errno(mdb_txn_begin(c->env, NULL, 0, &txn))))
+		goto out;
+	if ((rc = cache_mdb_errno(mdb_get(txn, c->db_journal, &k, &v))) ||
+	    (rc = cache_mdb_errno(mdb_put(txn, c->db_journal, &k, &nv, 0))))
+		goto out;
+	rc = cache_mdb_errno(mdb_txn_commit(txn));
+	txn = NULL;
+out:
+	if (txn)
+		mdb_txn_abort(txn);
+	free(nv.mv_data);
+	return rc;
+}
+
+int cache_dirty_commit(struct cache *c, const struct cache_dirty *d)
+{
+	char path[4096];
 	int rc;
 
 	if (!d || !d->key)
@@ -236,20 +259,8 @@ int cache_dirty_commit(struct cache *c, const struct cache_dirty *d)
 	if ((rc = fsync_path(path, O_RDONLY | O_DIRECTORY, false)))
 		goto out;
 	/* 2. the record */
-	if ((rc = jrec_encode(JREC_COMMITTED, d, &nv)))
-		goto out;
-	cache_journal_key(d->id, idk);
-	if ((rc = cache_mdb_errno(mdb_txn_begin(c->env, NULL, 0, &txn))))
-		goto out;
-	if ((rc = cache_mdb_errno(mdb_get(txn, c->db_journal, &k, &v))) ||
-	    (rc = cache_mdb_errno(mdb_put(txn, c->db_journal, &k, &nv, 0))))
-		goto out;
-	rc = cache_mdb_errno(mdb_txn_commit(txn));
-	txn = NULL;
+	rc = record_replace(c, d->id, JREC_COMMITTED, d);
 out:
-	if (txn)
-		mdb_txn_abort(txn);
-	free(nv.mv_data);
 	if (rc)
 		bfs_log(BFS_LOG_ERR, "cache: cannot commit journal entry %" PRIu64 " (%s): %s",
 			d->id, d->key, strerror(-rc));
@@ -258,27 +269,9 @@ out:
 
 int cache_dirty_forget(struct cache *c, uint64_t id)
 {
-	unsigned char idk[8];
-	MDB_txn *txn = NULL;
-	MDB_val k = { 8, idk }, v, nv = { 0, NULL };
-	int rc;
-
 	if (c->rdonly)
 		return -EROFS;
-	cache_journal_key(id, idk);
-	if ((rc = jrec_encode(JREC_CREATED, NULL, &nv)))
-		goto out;
-	if ((rc = cache_mdb_errno(mdb_txn_begin(c->env, NULL, 0, &txn))))
-		goto out;
-	if ((rc = cache_mdb_errno(mdb_get(txn, c->db_journal, &k, &v))) ||
-	    (rc = cache_mdb_errno(mdb_put(txn, c->db_journal, &k, &nv, 0))))
-		goto out;
-	rc = cache_mdb_errno(mdb_txn_commit(txn));
-	txn = NULL;
-out:
-	if (txn)
-		mdb_txn_abort(txn);
-	free(nv.mv_data);
+	int rc = record_replace(c, id, JREC_CREATED, NULL);
 	if (rc)
 		bfs_log(BFS_LOG_ERR, "cache: cannot withdraw journal entry %" PRIu64 ": %s", id,
 			strerror(-rc));
