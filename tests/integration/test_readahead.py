@@ -1,6 +1,6 @@
 """Readahead (fs/readahead.c) and the kernel page cache, as the audit proxy and mincore(2)
-see them: a sequential reader gets the blocks ahead of it fetched in parallel, in a window
-that grows up to readahead= and resets on a random read; random reads fetch only their own
+see them: a sequential reader gets the blocks ahead of it fetched in parallel, in runs of up
+to 8 MiB per GET, in a window that grows up to readahead= and resets on a random read; random reads fetch only their own
 block; a file read again with its ETag unchanged comes from the kernel's page cache, and a
 new version invalidates it."""
 import ctypes
@@ -15,15 +15,21 @@ MiB = 1 << 20
 libc = ctypes.CDLL(None, use_errno=True)
 
 
-def get_blocks(proxy, key):
-    """Block numbers (1 MiB) of the ranged GETs of key seen so far."""
+def get_ranges(proxy, key):
+    """(first, last) block numbers (1 MiB) of each ranged GET of key seen so far."""
     out = []
     for r in proxy.requests():
         if r.op == 'GetObject' and r.key == key and r.range:
             m = re.match(r'bytes=(\d+)-(\d+)', r.range)
             if m:
-                out.append(int(m.group(1)) // MiB)
+                out.append((int(m.group(1)) // MiB, int(m.group(2)) // MiB))
     return out
+
+
+def get_blocks(proxy, key):
+    """Block numbers (1 MiB) the ranged GETs of key seen so far fetched (a readahead run
+    fetches several with one GET), with repeats."""
+    return [b for first, last in get_ranges(proxy, key) for b in range(first, last + 1)]
 
 
 def test_sequential_read_fetches_ahead_in_a_growing_window(mount, bucket, s3, proxy):
@@ -46,6 +52,10 @@ def test_sequential_read_fetches_ahead_in_a_growing_window(mount, bucket, s3, pr
     assert bytes(got) + rest == data
     blocks = get_blocks(proxy, 'big')
     assert sorted(blocks) == list(range(48)), f'each block once: {sorted(blocks)}'
+    # the window ahead goes in runs of up to 8 MiB, one GET each, not one GET per block
+    gets = get_ranges(proxy, 'big')
+    assert len(gets) <= 16, f'{len(gets)} GETs for 48 blocks: {sorted(gets)}'
+    assert max(last - first + 1 for first, last in gets) == 8, sorted(gets)
 
 
 def test_random_reads_fetch_only_their_block(mount, bucket, s3, proxy):
