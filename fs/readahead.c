@@ -172,7 +172,12 @@ static bool plan(struct bfs_readahead *ra, struct bfs_ra *st, uint64_t bs, uint6
 	if (st->ahead > first)
 		first = st->ahead;
 	uint64_t last = (end + bs - 1) / bs;
-	if (first >= last)
+	/* what the window gained goes in batches (a run's GET each, up to half the window so
+	 * the batch before it is still ahead of the reader), not a block per read */
+	uint64_t batch = st->window / bs / 2, run = RA_RUN_BYTES / bs;
+	if (batch > run)
+		batch = run;
+	if (first >= last || (last - first < batch && last < (fsize + bs - 1) / bs))
 		return false;
 	st->ahead = last;
 	*from = first;
