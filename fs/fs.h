@@ -65,6 +65,8 @@ struct bfs_options {
 	enum bfs_hmac_mode hmac_mode; /* -o hmac=; DEFAULT until bfs_integrity_load_keys */
 	struct bfs_hmac_key *hmac_keys; /* [0] signs, all verify; owned; set by bfs_integrity_load_keys */
 	size_t nhmac_keys;
+	int log_level;        /* -o log_level=error|warn|info|debug: a BFS_LOG_* of util/util.h (default
+	                       * info, debug with -d); 0 until parsed */
 	bool foreground;      /* -f */
 	bool debug;           /* -d: foreground + debug log */
 	bool allow_other;     /* -o allow_other */

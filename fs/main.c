@@ -118,7 +118,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "%s\n", err);
 		return 1;
 	}
-	bfs_log_setup(0, o.debug ? BFS_LOG_DEBUG : BFS_LOG_INFO);
+	bfs_log_setup(0, (enum bfs_log_level)o.log_level);
 	rc = bfs_creds_load(&o, &cr, err, sizeof(err));
 	if (rc) {
 		fprintf(stderr, "%s\n", err);
@@ -165,7 +165,7 @@ int main(int argc, char **argv)
 		goto out_signals;
 	}
 	if (!o.foreground)
-		bfs_log_setup(1, o.debug ? BFS_LOG_DEBUG : BFS_LOG_INFO);
+		bfs_log_setup(1, (enum bfs_log_level)o.log_level);
 	if (fuse_daemonize(o.foreground)) {
 		bfs_log(BFS_LOG_ERR, "cannot daemonize");
 		goto out_unmount;

@@ -51,7 +51,7 @@ static const char usage_text[] =
 	"-u unmounts it and waits until every pending upload is in S3, showing what is left.\n"
 	"\n"
 	"  -f                   stay in the foreground\n"
-	"  -d                   foreground and debug log\n"
+	"  -d                   foreground and debug log (and FUSE's debug output)\n"
 	"  -h, --help           this help\n"
 	"  -V, --version        version\n"
 	"\n"
@@ -94,6 +94,9 @@ static const char usage_text[] =
 	"                       (default 64M; 0: off)\n"
 	"  lock_wait=SECONDS    wait this long for an unmounted daemon still uploading from the\n"
 	"                       same cache_dir (default 300)\n"
+	"\n"
+	"Logging (stderr with -f or -d, else syslog):\n"
+	"  log_level=LEVEL      error, warn, info or debug (default info; debug with -d)\n"
 	"\n"
 	"FUSE: allow_other, allow_root, default_permissions, auto_unmount, ro, rw, nosuid, nodev,\n"
 	"noexec, noatime, fsname=NAME, subtype=NAME, max_read=N, ... are passed to FUSE.\n"
@@ -245,7 +248,7 @@ static const char *const valued[] = {
 	"endpoint", "region", "profile", "ca_file", "passwd_file", "cache_dir", "stat_ttl",
 	"upload_delay", "uid", "gid", "umask", "block_size", "cache_size", "cache_ttl",
 	"part_size", "parallel", "hmac_key_file", "hmac", "lock_wait", "timeout", "server_wait",
-	"consistency", "neg_ttl", "readahead", NULL,
+	"consistency", "neg_ttl", "readahead", "log_level", NULL,
 };
 
 /* A FUSE option with a value: checked where FUSE would only fail later, passed on. */
@@ -300,6 +303,13 @@ static int set_value(struct parse *p, const char *name, const char *value)
 	if (fsecs) {
 		if (!parse_seconds(value, fsecs))
 			return bad_value(p, name, value, "a number of seconds >= 0");
+		return 0;
+	}
+	if (strcmp(name, "log_level") == 0) {
+		enum bfs_log_level level;
+		if (bfs_log_level_parse(value, &level))
+			return bad_value(p, name, value, "error, warn, info or debug");
+		o->log_level = (int)level;
 		return 0;
 	}
 	if (strcmp(name, "consistency") == 0) {
@@ -655,6 +665,8 @@ static int parse(struct parse *p, int argc, char **argv)
 	if (!o->profile && (rc = set_str(&o->profile, env("AWS_PROFILE") ? env("AWS_PROFILE")
 									 : "default")))
 		return rc;
+	if (!o->log_level)
+		o->log_level = o->debug ? BFS_LOG_DEBUG : BFS_LOG_INFO;
 	if (o->neg_ttl < 0)
 		o->neg_ttl = o->consistency == BFS_WRITEBACK ? o->stat_ttl : 1;
 	if (!o->cache_dir && (rc = default_cache_dir(o)))

@@ -169,6 +169,11 @@ void s3_first_err_record(struct s3_first_err *fe, int rc);
 /* Returns the first rc (0 if none), makes its message the caller's s3_last_error(). */
 int s3_first_err_finish(struct s3_first_err *fe);
 
+/* ---- stats.c ---- */
+
+/* The S3 operation r is (from its method, key, query parameters and x-amz-copy-source). */
+enum s3_op s3_op_of(const struct s3_req *r);
+
 /* ---- meta.c ---- */
 
 /* Parses one response header line into r (status line, ETag, sizes, x-amz-meta-*, ...). */

@@ -155,6 +155,20 @@ struct s3_stats {
 };
 void s3_stats_get(struct s3_client *c, struct s3_stats *out);
 
+/* ---- per-operation statistics (s3/stats.c) ---- */
+
+/* The S3 operation of a request, named as in S3's API reference (s3_op_name). */
+enum s3_op {
+	S3_OP_GET_OBJECT, S3_OP_HEAD_OBJECT, S3_OP_PUT_OBJECT, S3_OP_COPY_OBJECT,
+	S3_OP_DELETE_OBJECT, S3_OP_DELETE_OBJECTS, S3_OP_LIST_OBJECTS_V2,
+	S3_OP_CREATE_MULTIPART_UPLOAD, S3_OP_UPLOAD_PART, S3_OP_UPLOAD_PART_COPY,
+	S3_OP_COMPLETE_MULTIPART_UPLOAD, S3_OP_ABORT_MULTIPART_UPLOAD,
+	S3_OP_LIST_MULTIPART_UPLOADS, S3_OP_OTHER,
+	S3_OP_COUNT
+};
+/* "GetObject", "PutObject", ... (static storage; "Other" for anything else). */
+const char *s3_op_name(enum s3_op op);
+
 /* ---- multipart uploads in progress (for bucketfs-fsck) ---- */
 
 /* One unfinished multipart upload. Owner: the s3_upload_list holding it. */

@@ -4,6 +4,7 @@
 #define BFS_UTIL_H
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <time.h>
@@ -13,6 +14,11 @@ enum bfs_log_level { BFS_LOG_ERR = 3, BFS_LOG_WARN = 4, BFS_LOG_INFO = 6, BFS_LO
 /* Where log lines go: stderr while in the foreground, syslog once daemonized.
  * level_max: lines above it are dropped (BFS_LOG_INFO by default, DEBUG with -d). */
 void bfs_log_setup(int use_syslog, enum bfs_log_level level_max);
+
+/* Whether lines of level are written (to skip building costly ones). */
+bool bfs_log_enabled(enum bfs_log_level level);
+/* "error", "warn", "info" or "debug" into *out: 0, or -EINVAL. */
+int bfs_log_level_parse(const char *name, enum bfs_log_level *out);
 
 /* One line per event; never pass secrets or signatures. A trailing newline is added. */
 void bfs_log(enum bfs_log_level level, const char *fmt, ...)
