@@ -45,6 +45,7 @@ void bfs_fs_ops(struct fuse_lowlevel_ops *ops)
 	bfs_ops_dir(ops);
 	bfs_ops_file(ops);
 	bfs_ops_xattr(ops);
+	bfs_trace_ops(ops); /* last: times whatever the others set */
 }
 
 int bfs_fs_new(struct bfs_options *o, struct s3_client *s3, struct cache *cache,

@@ -67,6 +67,8 @@ struct bfs_options {
 	size_t nhmac_keys;
 	int log_level;        /* -o log_level=error|warn|info|debug: a BFS_LOG_* of util/util.h (default
 	                       * info, debug with -d); 0 until parsed */
+	long slow_ms;         /* -o slow_ms=N: log FUSE calls and S3 requests taking N ms or more
+	                       * (info level, docs/stats.md); -1 = off (the default) */
 	bool foreground;      /* -f */
 	bool debug;           /* -d: foreground + debug log */
 	bool allow_other;     /* -o allow_other */

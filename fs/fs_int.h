@@ -313,6 +313,25 @@ int bfs_cache_wait(const char *dir, int timeout_s);
  * status (0: everything is in S3). */
 int bfs_unmount_main(const char *mountpoint);
 
+/* ---- trace.c: every FUSE operation timed (slow_ms log, statistics) ---- */
+enum bfs_fuse_op {
+	BFS_FUSE_LOOKUP, BFS_FUSE_FORGET, BFS_FUSE_FORGET_MULTI, BFS_FUSE_GETATTR,
+	BFS_FUSE_SETATTR, BFS_FUSE_READLINK, BFS_FUSE_MKNOD, BFS_FUSE_MKDIR, BFS_FUSE_UNLINK,
+	BFS_FUSE_RMDIR, BFS_FUSE_SYMLINK, BFS_FUSE_RENAME, BFS_FUSE_LINK, BFS_FUSE_OPEN,
+	BFS_FUSE_READ, BFS_FUSE_WRITE, BFS_FUSE_FLUSH, BFS_FUSE_RELEASE, BFS_FUSE_FSYNC,
+	BFS_FUSE_OPENDIR, BFS_FUSE_READDIR, BFS_FUSE_READDIRPLUS, BFS_FUSE_RELEASEDIR,
+	BFS_FUSE_FSYNCDIR, BFS_FUSE_STATFS, BFS_FUSE_SETXATTR, BFS_FUSE_GETXATTR,
+	BFS_FUSE_LISTXATTR, BFS_FUSE_REMOVEXATTR, BFS_FUSE_CREATE,
+	BFS_FUSE_OP_COUNT
+};
+/* The kernel's name of op ("LOOKUP", "BATCH_FORGET", ...; static storage). */
+const char *bfs_fuse_op_name(enum bfs_fuse_op op);
+/* Wraps every op set in ops (called once, by bfs_fs_ops, before the session exists; not
+ * thread-safe) so that each call is timed; the wrappers call the ops as they were. */
+void bfs_trace_ops(struct fuse_lowlevel_ops *ops);
+/* Whether a call that took ns nanoseconds goes to the slow-call log (-o slow_ms=). */
+bool bfs_trace_is_slow(const struct bfs_options *o, int64_t ns);
+
 /* ---- ops_*.c ---- */
 void bfs_ops_entry(struct fuse_lowlevel_ops *ops);
 void bfs_ops_dir(struct fuse_lowlevel_ops *ops);

@@ -22,6 +22,8 @@ static int make_client(const struct bfs_options *o, const struct bfs_creds *cr, 
 {
 	struct s3_config cfg;
 	bfs_s3_config(o, cr, &cfg);
+	cfg.slow_log = o->slow_ms >= 0;
+	cfg.slow_ms = o->slow_ms >= 0 ? (unsigned long)o->slow_ms : 0;
 	if (at_mount)
 		cfg.unreachable_wait_s = 0;
 	return s3_client_new(&cfg, out);

@@ -97,6 +97,8 @@ static const char usage_text[] =
 	"\n"
 	"Logging (stderr with -f or -d, else syslog):\n"
 	"  log_level=LEVEL      error, warn, info or debug (default info; debug with -d)\n"
+	"  slow_ms=N            log (at info) every FUSE call and S3 request that takes N ms\n"
+	"                       or more, with its duration; 0 logs every call (default: off)\n"
 	"\n"
 	"FUSE: allow_other, allow_root, default_permissions, auto_unmount, ro, rw, nosuid, nodev,\n"
 	"noexec, noatime, fsname=NAME, subtype=NAME, max_read=N, ... are passed to FUSE.\n"
@@ -248,7 +250,7 @@ static const char *const valued[] = {
 	"endpoint", "region", "profile", "ca_file", "passwd_file", "cache_dir", "stat_ttl",
 	"upload_delay", "uid", "gid", "umask", "block_size", "cache_size", "cache_ttl",
 	"part_size", "parallel", "hmac_key_file", "hmac", "lock_wait", "timeout", "server_wait",
-	"consistency", "neg_ttl", "readahead", "log_level", NULL,
+	"consistency", "neg_ttl", "readahead", "log_level", "slow_ms", NULL,
 };
 
 /* A FUSE option with a value: checked where FUSE would only fail later, passed on. */
@@ -310,6 +312,12 @@ static int set_value(struct parse *p, const char *name, const char *value)
 		if (bfs_log_level_parse(value, &level))
 			return bad_value(p, name, value, "error, warn, info or debug");
 		o->log_level = (int)level;
+		return 0;
+	}
+	if (strcmp(name, "slow_ms") == 0) {
+		if (!parse_uint(value, 86400000, &u))
+			return bad_value(p, name, value, "a whole number of milliseconds");
+		o->slow_ms = (long)u;
 		return 0;
 	}
 	if (strcmp(name, "consistency") == 0) {
@@ -689,6 +697,7 @@ int bfs_options_parse(int argc, char **argv, struct bfs_options *o, char *err, s
 	o->umask = 022;
 	o->upload_delay = 0.5;
 	o->neg_ttl = -1;
+	o->slow_ms = -1;
 	o->lock_wait = 300;
 	o->timeout = 30;
 	o->server_wait = 60;

@@ -28,6 +28,7 @@ struct s3_client {
 	uint64_t copy_part_size;      /* UploadPartCopy part size (512 MiB) */
 	int retries;
 	long connect_timeout_ms, low_speed_timeout_s, unreachable_wait_s;
+	int64_t slow_ns;     /* attempts this long or longer are logged; < 0: none */
 
 	/* Pool of idle CURL easy handles (each keeps its connections alive); pool_lock protects
 	 * idle, nidle and nhandles, never held during a transfer. */
@@ -173,6 +174,9 @@ int s3_first_err_finish(struct s3_first_err *fe);
 
 /* The S3 operation r is (from its method, key, query parameters and x-amz-copy-source). */
 enum s3_op s3_op_of(const struct s3_req *r);
+/* One attempt of r (operation op) ended after ns nanoseconds of transfer: the slow-call
+ * log (docs/stats.md). Thread-safe. */
+void s3_stats_attempt(struct s3_client *c, const struct s3_req *r, enum s3_op op, int64_t ns);
 
 /* ---- meta.c ---- */
 

@@ -347,6 +347,7 @@ static void backoff_sleep(int attempt)
 struct attempt {
 	CURLcode curl_rc;
 	char curl_msg[CURL_ERROR_SIZE];
+	int64_t ns; /* how long the transfer took (monotonic), 0 if it never started */
 };
 
 static int perform(struct s3_client *c, struct s3_req *r, const char *path, const char *query,
@@ -372,6 +373,7 @@ static int perform(struct s3_client *c, struct s3_req *r, const char *path, cons
 	r->have_range = false;
 	a->curl_rc = CURLE_OK;
 	a->curl_msg[0] = '\0';
+	a->ns = 0;
 
 	if (c->path_style)
 		hostname = strdup(c->host);
@@ -460,7 +462,9 @@ static int perform(struct s3_client *c, struct s3_req *r, const char *path, cons
 		curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, r->method);
 	}
 
+	int64_t t0 = bfs_mono_ns();
 	a->curl_rc = curl_easy_perform(h);
+	a->ns = bfs_mono_ns() - t0;
 	if (a->curl_rc == CURLE_OK) {
 		curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &r->status);
 		if (r->resp)
@@ -541,6 +545,7 @@ int s3_request(struct s3_client *c, struct s3_req *r)
 		rc = perform(c, r, path, query, &a);
 		if (rc)
 			goto fail;
+		s3_stats_attempt(c, r, op, a.ns);
 		memset(&r->err, 0, sizeof(r->err));
 		if (r->io_error) {
 			rc = r->io_error; /* local read/write failure: not retryable */

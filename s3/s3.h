@@ -38,6 +38,8 @@ struct s3_config {
 	long low_speed_timeout_s;  /* abort a transfer slower than 1 KiB/s for this long; 0 = 30 */
 	long unreachable_wait_s;   /* while the server cannot be reached (refused, reset, timed
 				    * out), go on retrying for this long after the retries; 0 = no */
+	bool slow_log;             /* log (info) each attempt that takes slow_ms or more */
+	unsigned long slow_ms;
 };
 
 /* User metadata: x-amz-meta-NAME: VALUE pairs, NAME stored lowercase without the prefix.

@@ -2,8 +2,11 @@
  * and the audit proxy), and per-operation counters and latency of the requests sent. */
 #include "s3/internal.h"
 
+#include <inttypes.h>
 #include <string.h>
 #include <strings.h>
+
+#include "util/util.h"
 
 static const char *const op_names[S3_OP_COUNT] = {
 	[S3_OP_GET_OBJECT] = "GetObject",
@@ -75,4 +78,14 @@ enum s3_op s3_op_of(const struct s3_req *r)
 			return S3_OP_COMPLETE_MULTIPART_UPLOAD;
 	}
 	return S3_OP_OTHER;
+}
+
+void s3_stats_attempt(struct s3_client *c, const struct s3_req *r, enum s3_op op, int64_t ns)
+{
+	if (ns < 0)
+		ns = 0;
+	if (c->slow_ns >= 0 && ns >= c->slow_ns)
+		bfs_log(BFS_LOG_INFO, "slow s3 %s %" PRId64 ".%09" PRId64 " status=%ld %s%s",
+			s3_op_name(op), ns / 1000000000, ns % 1000000000, r->status,
+			r->key ? "key=" : "bucket=", r->key ? r->key : c->bucket);
 }

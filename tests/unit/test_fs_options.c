@@ -433,7 +433,7 @@ static void test_accepted_edges(void **state)
 	bfs_options_free(&o);
 }
 
-/* log_level=: default info, debug with -d, an explicit level wins over -d. */
+/* log_level=: default info, debug with -d, an explicit level wins over -d; slow_ms=. */
 static void test_log_level(void **state)
 {
 	struct bfs_options o;
@@ -460,6 +460,20 @@ static void test_log_level(void **state)
 	assert_int_equal(run(&o, "bkt", tmpdir, "-o", "log_level=loud", NULL), -EINVAL);
 	assert_non_null(strstr(err, "log_level"));
 	assert_int_equal(run(&o, "bkt", tmpdir, "-o", "log_level", NULL), -EINVAL);
+
+	/* slow_ms=: off by default, 0 = every call */
+	assert_int_equal(run(&o, "bkt", tmpdir, NULL), 0);
+	assert_int_equal(o.slow_ms, -1);
+	bfs_options_free(&o);
+	assert_int_equal(run(&o, "bkt", tmpdir, "-o", "slow_ms=0", NULL), 0);
+	assert_int_equal(o.slow_ms, 0);
+	bfs_options_free(&o);
+	assert_int_equal(run(&o, "bkt", tmpdir, "-o", "slow_ms=250", NULL), 0);
+	assert_int_equal(o.slow_ms, 250);
+	bfs_options_free(&o);
+	assert_int_equal(run(&o, "bkt", tmpdir, "-o", "slow_ms=-1", NULL), -EINVAL);
+	assert_int_equal(run(&o, "bkt", tmpdir, "-o", "slow_ms=1.5", NULL), -EINVAL);
+	assert_non_null(strstr(err, "slow_ms"));
 }
 
 int main(void)
