@@ -137,4 +137,9 @@ int bfs_xattr_remove(struct s3_meta *m, const char *name);
 
 struct bfs_fs; /* opaque; shared by all FUSE threads */
 
+/* Live statistics (docs/stats.md): extended attributes of the mount root that only the
+ * mounting user and root may read, listed by no listxattr. JSON and Prometheus text. */
+#define BFS_STATS_XATTR "user.bucketfs.stats"
+#define BFS_STATS_XATTR_PROM "user.bucketfs.stats.prom"
+
 #endif

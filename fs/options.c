@@ -102,7 +102,8 @@ static const char usage_text[] =
 	"\n"
 	"FUSE: allow_other, allow_root, default_permissions, auto_unmount, ro, rw, nosuid, nodev,\n"
 	"noexec, noatime, fsname=NAME, subtype=NAME, max_read=N, ... are passed to FUSE.\n"
-	"Unmount with: fusermount3 -u MOUNTPOINT\n";
+	"Unmount with: fusermount3 -u MOUNTPOINT\n"
+	"Live statistics: bucketfs-stat MOUNTPOINT (--watch, --json, --prom)\n";
 
 struct parse {
 	struct bfs_options *o;

@@ -11,6 +11,7 @@
  * and is capped. Many handles reading disjoint slices of one file each get their own window.
  */
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -45,6 +46,8 @@ struct bfs_readahead {
 	pthread_t *threads;
 	int nthreads;
 	uint64_t window_max;
+	atomic_uint_least64_t window_last; /* window of the latest sequential read (statistics) */
+	atomic_uint_least64_t prefetched;  /* blocks fetched by the workers */
 };
 
 static void obj_put(struct bfs_readahead *ra, struct ra_obj *o)
@@ -85,6 +88,8 @@ static void *ra_worker(void *arg)
 		struct cache_source src = { .fetch = ra_fetch, .arg = j->obj };
 		int rc = cache_prefetch(j->obj->fs->cache, j->obj->key, j->obj->etag, j->obj->size,
 					j->blk, &src);
+		if (rc == 0)
+			atomic_fetch_add_explicit(&ra->prefetched, 1, memory_order_relaxed);
 		if (rc < 0 && rc != -ESTALE) /* a changed object: the reader finds out itself */
 			bfs_log(BFS_LOG_DEBUG, "readahead of %s block %llu: %s", j->obj->key,
 				(unsigned long long)j->blk, strerror(-rc));
@@ -188,6 +193,8 @@ void bfs_readahead_note(struct bfs_fs *fs, struct bfs_inode *ino, struct bfs_ra 
 	pthread_mutex_lock(&ino->lock);
 	uint64_t fsize = (uint64_t)ino->st.st_size;
 	bool go = ino->etag[0] && plan(ra, st, bs, fsize, off, len, &from, &to);
+	if (st->window)
+		atomic_store_explicit(&ra->window_last, st->window, memory_order_relaxed);
 	struct ra_obj *o = go ? calloc(1, sizeof(*o)) : NULL;
 	struct s3_meta meta;
 	int rc = o ? s3_meta_copy(&meta, &ino->meta) : -ENOMEM;
@@ -229,4 +236,18 @@ void bfs_readahead_note(struct bfs_fs *fs, struct bfs_inode *ino, struct bfs_ra 
 	pthread_cond_broadcast(&ra->cond);
 	pthread_mutex_unlock(&ra->lock);
 	obj_put(ra, o);
+}
+
+void bfs_readahead_stats(struct bfs_fs *fs, struct bfs_ra_stats *out)
+{
+	struct bfs_readahead *ra = fs->readahead;
+	memset(out, 0, sizeof(*out));
+	if (!ra)
+		return;
+	out->window_max = ra->window_max;
+	out->window_last = atomic_load_explicit(&ra->window_last, memory_order_relaxed);
+	out->prefetched = atomic_load_explicit(&ra->prefetched, memory_order_relaxed);
+	pthread_mutex_lock(&ra->lock); /* never held across a fetch */
+	out->queued = ra->queued;
+	pthread_mutex_unlock(&ra->lock);
 }

@@ -77,6 +77,7 @@ static void done(struct bfs_fs *fs, enum bfs_fuse_op op, int64_t t0, fuse_ino_t 
 
 	if (ns < 0)
 		ns = 0;
+	bfs_hist_add(&fs->fuse_latency[op], (uint64_t)ns);
 	if (!bfs_trace_is_slow(fs->opts, ns))
 		return;
 	if (ino && op != BFS_FUSE_FORGET)

@@ -38,6 +38,12 @@ struct s3_client {
 	int nidle;
 	int nhandles; /* idle + in use, <= max_connections */
 
+	/* Per operation, counted per attempt (s3/stats.c); lock-free. */
+	struct {
+		atomic_uint_least64_t requests, errors, retries;
+		struct bfs_hist latency;
+	} ops[S3_OP_COUNT];
+
 	/* Counters; lock-free. */
 	struct {
 		atomic_uint_least64_t get, put, head, list, copy, del, multipart, retries, errors;
@@ -174,8 +180,8 @@ int s3_first_err_finish(struct s3_first_err *fe);
 
 /* The S3 operation r is (from its method, key, query parameters and x-amz-copy-source). */
 enum s3_op s3_op_of(const struct s3_req *r);
-/* One attempt of r (operation op) ended after ns nanoseconds of transfer: the slow-call
- * log (docs/stats.md). Thread-safe. */
+/* One attempt of r (operation op) ended after ns nanoseconds of transfer: counted, and
+ * logged when slow (docs/stats.md). Thread-safe. */
 void s3_stats_attempt(struct s3_client *c, const struct s3_req *r, enum s3_op op, int64_t ns);
 
 /* ---- meta.c ---- */

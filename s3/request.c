@@ -608,6 +608,7 @@ int s3_request(struct s3_client *c, struct s3_req *r)
 				goto fail;
 		}
 		atomic_fetch_add(&c->stats.retries, 1);
+		atomic_fetch_add(&c->ops[op].retries, 1);
 		if (!wait_until || bfs_log_enabled(BFS_LOG_DEBUG)) /* a wait is said once */
 			log_failure(c, r, op, attempt + 1, rc, detail, true);
 		backoff_sleep(attempt);
@@ -619,8 +620,10 @@ fail:
 		s3_set_error("%s %s: out of memory", r->what, key);
 	log_failure(c, r, op, attempt + (path && query), rc,
 		    rc == -ENOMEM ? "out of memory" : detail, false);
-	if (!expected_answer(rc))
+	if (!expected_answer(rc)) {
 		atomic_fetch_add(&c->stats.errors, 1);
+		atomic_fetch_add(&c->ops[op].errors, 1);
+	}
 out:
 	free(path);
 	free(query);

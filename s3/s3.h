@@ -17,6 +17,8 @@
 #include <sys/types.h>
 #include <time.h>
 
+#include "util/util.h" /* struct bfs_hist_summary */
+
 struct s3_client; /* opaque; thread-safe */
 
 #define S3_MAX_KEY 1024 /* longest object key S3 accepts, in bytes (UTF-8) */
@@ -170,6 +172,23 @@ enum s3_op {
 };
 /* "GetObject", "PutObject", ... (static storage; "Other" for anything else). */
 const char *s3_op_name(enum s3_op op);
+
+/* Counters of one operation since s3_client_new: requests = attempts sent (retries
+ * included, as a server or proxy counts them); errors = requests that failed after their
+ * retries (not counting answers a file system expects: 404, 304, 412, 416); retries =
+ * attempts repeated; latency of each attempt's transfer. */
+struct s3_op_metrics {
+	uint64_t requests, errors, retries;
+	struct bfs_hist_summary latency;
+};
+/* Everything at once; totals are the sums over operations (bytes: request and response
+ * bodies of every attempt, error bodies not counted). */
+struct s3_metrics {
+	struct s3_op_metrics op[S3_OP_COUNT];
+	uint64_t requests, errors, retries, bytes_up, bytes_down;
+};
+/* Reads the counters without a lock (each is atomic; the set is not one instant). */
+void s3_metrics_get(struct s3_client *c, struct s3_metrics *out);
 
 /* ---- multipart uploads in progress (for bucketfs-fsck) ---- */
 

@@ -84,8 +84,27 @@ void s3_stats_attempt(struct s3_client *c, const struct s3_req *r, enum s3_op op
 {
 	if (ns < 0)
 		ns = 0;
+	atomic_fetch_add_explicit(&c->ops[op].requests, 1, memory_order_relaxed);
+	bfs_hist_add(&c->ops[op].latency, (uint64_t)ns);
 	if (c->slow_ns >= 0 && ns >= c->slow_ns)
 		bfs_log(BFS_LOG_INFO, "slow s3 %s %" PRId64 ".%09" PRId64 " status=%ld %s%s",
 			s3_op_name(op), ns / 1000000000, ns % 1000000000, r->status,
 			r->key ? "key=" : "bucket=", r->key ? r->key : c->bucket);
+}
+
+void s3_metrics_get(struct s3_client *c, struct s3_metrics *out)
+{
+	memset(out, 0, sizeof(*out));
+	for (int i = 0; i < S3_OP_COUNT; i++) {
+		struct s3_op_metrics *m = &out->op[i];
+		m->requests = atomic_load_explicit(&c->ops[i].requests, memory_order_relaxed);
+		m->errors = atomic_load_explicit(&c->ops[i].errors, memory_order_relaxed);
+		m->retries = atomic_load_explicit(&c->ops[i].retries, memory_order_relaxed);
+		bfs_hist_summarize(&c->ops[i].latency, &m->latency);
+		out->requests += m->requests;
+		out->errors += m->errors;
+		out->retries += m->retries;
+	}
+	out->bytes_up = atomic_load(&c->stats.bytes_up);
+	out->bytes_down = atomic_load(&c->stats.bytes_down);
 }
