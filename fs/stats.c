@@ -339,6 +339,10 @@ char *bfs_stats_prom(const struct bfs_stats_snapshot *s)
 
 /* ---- the extended attributes ---- */
 
+/* A size query answers this much more than the document's length now: the numbers may grow
+ * before the read that follows, which then still fits (and returns the real length). */
+#define BFS_STATS_SLACK 4096
+
 bool bfs_stats_is_xattr(fuse_ino_t nodeid, const char *name)
 {
 	return nodeid == FUSE_ROOT_ID &&
@@ -366,7 +370,7 @@ bool bfs_stats_getxattr(fuse_req_t req, struct bfs_fs *fs, fuse_ino_t nodeid, co
 	if (!doc)
 		fuse_reply_err(req, ENOMEM);
 	else if (size == 0)
-		fuse_reply_xattr(req, len); /* may grow before the read: readers allow for it */
+		fuse_reply_xattr(req, len + BFS_STATS_SLACK);
 	else if (len > size)
 		fuse_reply_err(req, ERANGE);
 	else

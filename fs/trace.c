@@ -43,7 +43,7 @@ const char *bfs_fuse_op_name(enum bfs_fuse_op op)
 }
 
 /* " path=P" for inode nodeid (name: its child of that name) into out. The inode may be gone
- * by now (forgotten, or a just removed name): then " ino=N". */
+ * by now (forgotten) or nameless (removed while open): then " path=ino:N". */
 static void where(struct bfs_fs *fs, const char *field, fuse_ino_t nodeid, const char *name,
 		  char *out, size_t len)
 {
@@ -63,7 +63,11 @@ static void where(struct bfs_fs *fs, const char *field, fuse_ino_t nodeid, const
 	size_t n = strlen(rel);
 	if (n > 0 && rel[n - 1] == '/')
 		n--; /* a directory's key */
-	snprintf(out, len, " %s=%.*s", field, n ? (int)n : 1, n ? rel : ".");
+	if (n == 0 && (name || nodeid != FUSE_ROOT_ID)) /* a removed inode has the root's key */
+		snprintf(out, len, " %s=ino:%" PRIu64 "%s%s", field, (uint64_t)nodeid,
+			 name ? "/" : "", name ? name : "");
+	else
+		snprintf(out, len, " %s=%.*s", field, n ? (int)n : 1, n ? rel : ".");
 	free(key);
 }
 

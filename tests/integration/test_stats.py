@@ -4,6 +4,7 @@ import errno
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import time
@@ -95,6 +96,9 @@ def test_slow_ms_0_logs_every_call_in_the_documented_format(mount, bucket, proxy
     reset_counters(proxy)
     offset = os.path.getsize(m.log)
     workload(m.path)
+    with open(os.path.join(m.path, 'd', 'f1'), 'rb') as f:   # removed while open
+        os.unlink(os.path.join(m.path, 'd', 'f1'))
+        assert f.read() == b'1' * 1000
     m.unmount()                            # every request is over, and logged
     lines = slow_lines(m, offset)
     assert lines, m.log_text()
@@ -110,7 +114,7 @@ def test_slow_ms_0_logs_every_call_in_the_documented_format(mount, bucket, proxy
     assert seen.get('PutObject', 0) >= 3 and seen.get('CopyObject', 0) >= 1
     s3_keys = {rest.split(' key=', 1)[1] for kind, _, _, rest in lines
                if kind == 's3' and ' key=' in rest}
-    assert {'d/', 'd/f1', 'd/g0'} <= s3_keys
+    assert {'d/', 'd/f0', 'd/f1', 'd/g0'} <= s3_keys
 
     # the FUSE calls, each with the path it works on
     fuse = {(name, rest) for kind, name, _, rest in lines if kind == 'fuse'}
@@ -120,6 +124,9 @@ def test_slow_ms_0_logs_every_call_in_the_documented_format(mount, bucket, proxy
                  ('UNLINK', 'path=d/f2')]:
         assert want in fuse, f'{want} not logged; got {sorted(fuse)}'
     assert any(name == 'LOOKUP' for name, _ in fuse)
+    assert ('UNLINK', 'path=d/f1') in fuse
+    assert any(name == 'RELEASE' and re.fullmatch(r'path=ino:\d+', rest) for name, rest in fuse), \
+        'the last close of a removed file does not show its inode'
 
     # durations: seconds with exactly 9 decimals, in field 8 of a line, so `sort -n` sorts
     secs = [float(s) for _, _, s, _ in lines]
@@ -345,6 +352,13 @@ def test_only_the_mounting_user_reads_the_statistics(mount, bucket, test_dir):
     r = run_as(65534, 65534, [STAT_BIN, '--json', m.path])
     assert r.returncode == 1 and 'only the user who mounted it' in r.stderr, r
     assert r.stdout == ''
+    # the channel itself, as any program reads it: getxattr(2) on the mount root
+    assert json.loads(os.getxattr(m.path, 'user.bucketfs.stats'))['pid'] == m.pid
+    assert b'\nbucketfs_info{' in os.getxattr(m.path, 'user.bucketfs.stats.prom')
+    if shutil.which('getfattr'):      # asks the size first, then reads
+        r = subprocess.run(['getfattr', '--only-values', '-n', 'user.bucketfs.stats', m.path],
+                           capture_output=True, text=True)
+        assert r.returncode == 0 and json.loads(r.stdout)['bucket'] == bucket, r.stderr
     root_attrs = os.listxattr(m.path)
     assert not [a for a in root_attrs if 'bucketfs' in a], root_attrs
     with pytest.raises(OSError) as e:
