@@ -609,8 +609,7 @@ int s3_request(struct s3_client *c, struct s3_req *r)
 		}
 		atomic_fetch_add(&c->stats.retries, 1);
 		atomic_fetch_add(&c->ops[op].retries, 1);
-		if (!wait_until || bfs_log_enabled(BFS_LOG_DEBUG)) /* a wait is said once */
-			log_failure(c, r, op, attempt + 1, rc, detail, true);
+		log_failure(c, r, op, attempt + 1, rc, detail, true); /* debug */
 		backoff_sleep(attempt);
 	}
 	rc = 0;

@@ -20,11 +20,6 @@ void bfs_log_setup(int use_syslog, enum bfs_log_level level_max)
 	atomic_store(&log_level_max, (int)level_max);
 }
 
-bool bfs_log_enabled(enum bfs_log_level level)
-{
-	return (int)level <= atomic_load(&log_level_max);
-}
-
 int bfs_log_level_parse(const char *name, enum bfs_log_level *out)
 {
 	static const struct { const char *name; enum bfs_log_level level; } levels[] = {

@@ -16,8 +16,6 @@ enum bfs_log_level { BFS_LOG_ERR = 3, BFS_LOG_WARN = 4, BFS_LOG_INFO = 6, BFS_LO
  * level_max: lines above it are dropped (BFS_LOG_INFO by default, DEBUG with -d). */
 void bfs_log_setup(int use_syslog, enum bfs_log_level level_max);
 
-/* Whether lines of level are written (to skip building costly ones). */
-bool bfs_log_enabled(enum bfs_log_level level);
 /* "error", "warn", "info" or "debug" into *out: 0, or -EINVAL. */
 int bfs_log_level_parse(const char *name, enum bfs_log_level *out);
 
