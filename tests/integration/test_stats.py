@@ -372,3 +372,13 @@ def test_only_the_mounting_user_reads_the_statistics(mount, bucket, test_dir):
     assert r.returncode == 1, r
     r = subprocess.run([STAT_BIN], capture_output=True, text=True)
     assert r.returncode == 2
+
+
+def test_daemonized_mount_serves_statistics(mount, bucket, proxy):
+    m = mount(bucket, daemon=True, opts=['slow_ms=600000'])
+    with open(os.path.join(m.path, 'x'), 'wb') as f:
+        f.write(b'12345')
+    doc = stat_json(m)
+    assert doc['pid'] == m.pid
+    assert doc['s3']['operations']['PutObject']['requests'] == proxy.stats()['PutObject'] == 1
+    assert doc['s3']['bytes_up'] == 5
