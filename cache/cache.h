@@ -91,8 +91,8 @@ ssize_t cache_read_src(struct cache *c, const char *key, const char *etag, uint6
 /* Readahead of a run: blocks [blk, blk+nblk) (nblk at most CACHE_RUN_MAX) of the version,
  * skipping those at the start that are cached or in flight and ending before the next one
  * that is, fetched with one call of src->fetch (one ranged GET instead of one per block),
- * then stored block by block; readers waiting for any of them share it. Returns 0 (fetched),
- * 1 (nothing to fetch), or -errno. Thread-safe; no lock held across the fetch. Memory: one
+ * then stored block by block; readers waiting for any of them share it. Returns the number
+ * of blocks fetched (0: nothing to fetch), or -errno. Thread-safe; no lock held across the fetch. Memory: one
  * buffer of the run. */
 #define CACHE_RUN_MAX 64
 int cache_prefetch_run(struct cache *c, const char *key, const char *etag, uint64_t obj_size,

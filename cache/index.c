@@ -825,7 +825,7 @@ int cache_prefetch_run(struct cache *c, const char *key, const char *etag, uint6
 	uint64_t bs = c->block_size, gen, start = 0;
 	unsigned n = 0;
 	ssize_t got = 0;
-	int rc = 1;
+	int rc = 0;
 
 	if (!key || !etag || !src || !src->fetch)
 		return -EINVAL;
@@ -894,7 +894,7 @@ int cache_prefetch_run(struct cache *c, const char *key, const char *etag, uint6
 		inflight_finish(c, fl[i], brc);
 		inflight_put(c, fl[i]);
 	}
-	rc = got < 0 ? (int)got : 0;
+	rc = got < 0 ? (int)got : (int)n;
 out:
 	free(buf);
 	free(bk);

@@ -45,6 +45,7 @@ void bfs_fs_ops(struct fuse_lowlevel_ops *ops)
 	bfs_ops_dir(ops);
 	bfs_ops_file(ops);
 	bfs_ops_xattr(ops);
+	bfs_trace_ops(ops); /* last: times whatever the others set */
 }
 
 int bfs_fs_new(struct bfs_options *o, struct s3_client *s3, struct cache *cache,
@@ -61,6 +62,7 @@ int bfs_fs_new(struct bfs_options *o, struct s3_client *s3, struct cache *cache,
 	fs->defaults.umask = o->umask;
 	fs->stat_ttl_ns = (int64_t)(o->stat_ttl * 1e9);
 	fs->upload_delay_ns = (int64_t)(o->upload_delay * 1e9);
+	fs->started_ns = bfs_mono_ns();
 	pthread_mutex_init(&fs->lock, NULL);
 	pthread_cond_init(&fs->upload_cond, NULL);
 	pthread_cond_init(&fs->idle_cond, NULL);

@@ -66,6 +66,10 @@ struct bfs_options {
 	enum bfs_hmac_mode hmac_mode; /* -o hmac=; DEFAULT until bfs_integrity_load_keys */
 	struct bfs_hmac_key *hmac_keys; /* [0] signs, all verify; owned; set by bfs_integrity_load_keys */
 	size_t nhmac_keys;
+	int log_level;        /* -o log_level=error|warn|info|debug: a BFS_LOG_* of util/util.h (default
+	                       * info, debug with -d); 0 until parsed */
+	long slow_ms;         /* -o slow_ms=N: log FUSE calls and S3 requests taking N ms or more
+	                       * (info level, docs/stats.md); -1 = off (the default) */
 	bool foreground;      /* -f */
 	bool debug;           /* -d: foreground + debug log */
 	bool allow_other;     /* -o allow_other */
@@ -133,5 +137,10 @@ int bfs_xattr_remove(struct s3_meta *m, const char *name);
 /* ---- the file system (fs/fs.c, inode.c, ops_*.c) ---- */
 
 struct bfs_fs; /* opaque; shared by all FUSE threads */
+
+/* Live statistics (docs/stats.md): extended attributes of the mount root that only the
+ * mounting user and root may read, listed by no listxattr. JSON and Prometheus text. */
+#define BFS_STATS_XATTR "user.bucketfs.stats"
+#define BFS_STATS_XATTR_PROM "user.bucketfs.stats.prom"
 
 #endif

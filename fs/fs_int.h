@@ -14,6 +14,18 @@
 #include "fs/fs.h"
 #include "s3/s3.h"
 
+/* The FUSE operations bucketfs times (fs/trace.c) and counts (fs/stats.c). */
+enum bfs_fuse_op {
+	BFS_FUSE_LOOKUP, BFS_FUSE_FORGET, BFS_FUSE_FORGET_MULTI, BFS_FUSE_GETATTR,
+	BFS_FUSE_SETATTR, BFS_FUSE_READLINK, BFS_FUSE_MKNOD, BFS_FUSE_MKDIR, BFS_FUSE_UNLINK,
+	BFS_FUSE_RMDIR, BFS_FUSE_SYMLINK, BFS_FUSE_RENAME, BFS_FUSE_LINK, BFS_FUSE_OPEN,
+	BFS_FUSE_READ, BFS_FUSE_WRITE, BFS_FUSE_FLUSH, BFS_FUSE_RELEASE, BFS_FUSE_FSYNC,
+	BFS_FUSE_OPENDIR, BFS_FUSE_READDIR, BFS_FUSE_READDIRPLUS, BFS_FUSE_RELEASEDIR,
+	BFS_FUSE_FSYNCDIR, BFS_FUSE_STATFS, BFS_FUSE_SETXATTR, BFS_FUSE_GETXATTR,
+	BFS_FUSE_LISTXATTR, BFS_FUSE_REMOVEXATTR, BFS_FUSE_CREATE,
+	BFS_FUSE_OP_COUNT
+};
+
 /* A directory's cached listing: child names and whether each is a directory. */
 struct bfs_dirent {
 	char *name;
@@ -113,6 +125,10 @@ struct bfs_fs {
 	int64_t stat_ttl_ns;
 	int64_t upload_delay_ns;
 	struct bfs_readahead *readahead; /* owned; NULL with readahead=0 (fs/readahead.c) */
+
+	/* statistics (fs/stats.c): lock-free */
+	int64_t started_ns;              /* monotonic, at bfs_fs_new */
+	struct bfs_hist fuse_latency[BFS_FUSE_OP_COUNT]; /* every call, by op (fs/trace.c) */
 };
 
 /* Hard links (docs/layout.md): content objects live under PREFIX + ".bucketfs/inodes/";
@@ -233,6 +249,12 @@ void bfs_readahead_stop(struct bfs_fs *fs);
  * window and queues the blocks ahead that are not queued yet. Takes ino->lock. */
 void bfs_readahead_note(struct bfs_fs *fs, struct bfs_inode *ino, struct bfs_ra *st,
 			uint64_t off, size_t len);
+/* For statistics: -o readahead= (0: off), the window of the latest sequential read, blocks
+ * queued now and fetched so far. Thread-safe. */
+struct bfs_ra_stats {
+	uint64_t window_max, window_last, queued, prefetched;
+};
+void bfs_readahead_stats(struct bfs_fs *fs, struct bfs_ra_stats *out);
 
 /* ---- bdi.c ---- */
 /* Raises the kernel's readahead for the mount to one block's worth (root only; once, at the
@@ -312,6 +334,42 @@ int bfs_cache_wait(const char *dir, int timeout_s);
 /* bucketfs -u MOUNTPOINT: unmounts, waits for the daemon with progress on stderr; the exit
  * status (0: everything is in S3). */
 int bfs_unmount_main(const char *mountpoint);
+
+/* ---- trace.c: every FUSE operation timed (slow_ms log, statistics) ---- */
+/* The kernel's name of op ("LOOKUP", "BATCH_FORGET", ...; static storage). */
+const char *bfs_fuse_op_name(enum bfs_fuse_op op);
+/* Wraps every op set in ops (called once, by bfs_fs_ops, before the session exists; not
+ * thread-safe) so that each call is timed; the wrappers call the ops as they were. */
+void bfs_trace_ops(struct fuse_lowlevel_ops *ops);
+/* Whether a call that took ns nanoseconds goes to the slow-call log (-o slow_ms=). */
+bool bfs_trace_is_slow(const struct bfs_options *o, int64_t ns);
+
+/* ---- stats.c: live statistics, read through a virtual extended attribute ---- */
+/* Everything bucketfs-stat shows, at one moment (docs/stats.md). Strings borrowed from the
+ * file system's options. */
+struct bfs_stats_snapshot {
+	const char *bucket, *prefix, *mountpoint;
+	long pid;
+	int64_t uptime_ns;
+	struct s3_metrics s3;
+	struct cache_stats cache;
+	uint64_t uploads_queued, uploads_running;  /* inodes waiting for / in an upload */
+	struct bfs_ra_stats readahead;
+	struct bfs_hist_summary fuse[BFS_FUSE_OP_COUNT];
+};
+/* Takes the snapshot: atomic counters, and fs->lock for the upload queue (no I/O under it). */
+void bfs_stats_take(struct bfs_fs *fs, struct bfs_stats_snapshot *out);
+/* The snapshot as JSON / as Prometheus text exposition (version 0.0.4). malloc'd,
+ * NUL-terminated, owned by the caller; NULL on ENOMEM. Pure: for tests too. */
+char *bfs_stats_json(const struct bfs_stats_snapshot *s);
+char *bfs_stats_prom(const struct bfs_stats_snapshot *s);
+/* getxattr on the mount root of BFS_STATS_XATTR or BFS_STATS_XATTR_PROM: replies (the
+ * document, or EACCES for anyone but the mounting user and root, ERANGE if size is too
+ * small) and returns true. Any other name: false, nothing done. */
+bool bfs_stats_getxattr(fuse_req_t req, struct bfs_fs *fs, fuse_ino_t nodeid, const char *name,
+			size_t size);
+/* Whether name is one of the statistics attributes (they cannot be set or removed). */
+bool bfs_stats_is_xattr(fuse_ino_t nodeid, const char *name);
 
 /* ---- ops_*.c ---- */
 void bfs_ops_entry(struct fuse_lowlevel_ops *ops);

@@ -22,6 +22,8 @@ static int make_client(const struct bfs_options *o, const struct bfs_creds *cr, 
 {
 	struct s3_config cfg;
 	bfs_s3_config(o, cr, &cfg);
+	cfg.slow_log = o->slow_ms >= 0;
+	cfg.slow_ms = o->slow_ms >= 0 ? (unsigned long)o->slow_ms : 0;
 	if (at_mount)
 		cfg.unreachable_wait_s = 0;
 	return s3_client_new(&cfg, out);
@@ -118,7 +120,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "%s\n", err);
 		return 1;
 	}
-	bfs_log_setup(0, o.debug ? BFS_LOG_DEBUG : BFS_LOG_INFO);
+	bfs_log_setup(0, (enum bfs_log_level)o.log_level);
 	rc = bfs_creds_load(&o, &cr, err, sizeof(err));
 	if (rc) {
 		fprintf(stderr, "%s\n", err);
@@ -165,7 +167,7 @@ int main(int argc, char **argv)
 		goto out_signals;
 	}
 	if (!o.foreground)
-		bfs_log_setup(1, o.debug ? BFS_LOG_DEBUG : BFS_LOG_INFO);
+		bfs_log_setup(1, (enum bfs_log_level)o.log_level);
 	if (fuse_daemonize(o.foreground)) {
 		bfs_log(BFS_LOG_ERR, "cannot daemonize");
 		goto out_unmount;

@@ -22,6 +22,8 @@ static int load_meta(struct bfs_fs *fs, struct bfs_inode *ino)
 static void op_getxattr(fuse_req_t req, fuse_ino_t nodeid, const char *name, size_t size)
 {
 	struct bfs_fs *fs = fuse_req_userdata(req);
+	if (bfs_stats_getxattr(req, fs, nodeid, name, size))
+		return; /* the live statistics (fs/stats.c) */
 	struct bfs_inode *ino = bfs_inode_get(fs, nodeid);
 	char *buf = size ? malloc(size) : NULL;
 	ssize_t rc = !ino ? -ESTALE : (size && !buf) ? -ENOMEM : load_meta(fs, ino);
@@ -67,6 +69,8 @@ static int change_xattr(struct bfs_fs *fs, struct bfs_inode *ino, const char *na
 {
 	if (fs->opts->read_only)
 		return -EROFS;
+	if (bfs_stats_is_xattr(ino == fs->root ? FUSE_ROOT_ID : 0, name))
+		return -EPERM; /* read-only statistics */
 	int rc = load_meta(fs, ino);
 	if (rc)
 		return rc;

@@ -51,7 +51,7 @@ static const char usage_text[] =
 	"-u unmounts it and waits until every pending upload is in S3, showing what is left.\n"
 	"\n"
 	"  -f                   stay in the foreground\n"
-	"  -d                   foreground and debug log\n"
+	"  -d                   foreground and debug log (and FUSE's debug output)\n"
 	"  -h, --help           this help\n"
 	"  -V, --version        version\n"
 	"\n"
@@ -97,9 +97,15 @@ static const char usage_text[] =
 	"  lock_wait=SECONDS    wait this long for an unmounted daemon still uploading from the\n"
 	"                       same cache_dir (default 300)\n"
 	"\n"
+	"Logging (stderr with -f or -d, else syslog):\n"
+	"  log_level=LEVEL      error, warn, info or debug (default info; debug with -d)\n"
+	"  slow_ms=N            log (at info) every FUSE call and S3 request that takes N ms\n"
+	"                       or more, with its duration; 0 logs every call (default: off)\n"
+	"\n"
 	"FUSE: allow_other, allow_root, default_permissions, auto_unmount, ro, rw, nosuid, nodev,\n"
 	"noexec, noatime, fsname=NAME, subtype=NAME, max_read=N, ... are passed to FUSE.\n"
-	"Unmount with: fusermount3 -u MOUNTPOINT\n";
+	"Unmount with: fusermount3 -u MOUNTPOINT\n"
+	"Live statistics: bucketfs-stat MOUNTPOINT (--watch, --json, --prom)\n";
 
 struct parse {
 	struct bfs_options *o;
@@ -247,7 +253,7 @@ static const char *const valued[] = {
 	"endpoint", "region", "profile", "ca_file", "passwd_file", "cache_dir", "stat_ttl",
 	"upload_delay", "uid", "gid", "umask", "block_size", "cache_size", "cache_ttl",
 	"part_size", "copy_limit", "parallel", "hmac_key_file", "hmac", "lock_wait", "timeout",
-	"server_wait", "consistency", "neg_ttl", "readahead", NULL,
+	"server_wait", "consistency", "neg_ttl", "readahead", "log_level", "slow_ms", NULL,
 };
 
 /* A FUSE option with a value: checked where FUSE would only fail later, passed on. */
@@ -302,6 +308,19 @@ static int set_value(struct parse *p, const char *name, const char *value)
 	if (fsecs) {
 		if (!parse_seconds(value, fsecs))
 			return bad_value(p, name, value, "a number of seconds >= 0");
+		return 0;
+	}
+	if (strcmp(name, "log_level") == 0) {
+		enum bfs_log_level level;
+		if (bfs_log_level_parse(value, &level))
+			return bad_value(p, name, value, "error, warn, info or debug");
+		o->log_level = (int)level;
+		return 0;
+	}
+	if (strcmp(name, "slow_ms") == 0) {
+		if (!parse_uint(value, 86400000, &u))
+			return bad_value(p, name, value, "a whole number of milliseconds");
+		o->slow_ms = (long)u;
 		return 0;
 	}
 	if (strcmp(name, "consistency") == 0) {
@@ -661,6 +680,8 @@ static int parse(struct parse *p, int argc, char **argv)
 	if (!o->profile && (rc = set_str(&o->profile, env("AWS_PROFILE") ? env("AWS_PROFILE")
 									 : "default")))
 		return rc;
+	if (!o->log_level)
+		o->log_level = o->debug ? BFS_LOG_DEBUG : BFS_LOG_INFO;
 	if (o->neg_ttl < 0)
 		o->neg_ttl = o->consistency == BFS_WRITEBACK ? o->stat_ttl : 1;
 	if (!o->cache_dir && (rc = default_cache_dir(o)))
@@ -683,6 +704,7 @@ int bfs_options_parse(int argc, char **argv, struct bfs_options *o, char *err, s
 	o->umask = 022;
 	o->upload_delay = 0.5;
 	o->neg_ttl = -1;
+	o->slow_ms = -1;
 	o->lock_wait = 300;
 	o->timeout = 30;
 	o->server_wait = 60;

@@ -8,16 +8,18 @@
  * runs of blocks in parallel, each run (8 MiB, a multipart part's worth) with one ranged GET
  * through the same verified fetch as a read (fs/integrity.c), sharing a fetch in flight with
  * readers of the same block (cache_prefetch_run). Memory: one run buffer per worker; the
- * queue holds small job records and is capped. Many handles reading disjoint slices of one file each get their own window.
+ * queue holds small job records and is capped. Many handles reading disjoint slices of one
+ * file each get their own window.
  */
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "fs/fs_int.h"
 #include "util/util.h"
 
-#define RA_MAX_QUEUED 4096 /* runs waiting; beyond that a window is not extended */
+#define RA_MAX_QUEUED 4096 /* blocks waiting; beyond that a window is not extended */
 #define RA_RUN_BYTES (8u << 20) /* one GET fetches this much of a window (a multipart part) */
 
 /* One object version being read ahead; shared by its queued blocks. */
@@ -47,6 +49,8 @@ struct bfs_readahead {
 	pthread_t *threads;
 	int nthreads;
 	uint64_t window_max;
+	atomic_uint_least64_t window_last; /* window of the latest sequential read (statistics) */
+	atomic_uint_least64_t prefetched;  /* blocks fetched by the workers */
 };
 
 static void obj_put(struct bfs_readahead *ra, struct ra_obj *o)
@@ -81,12 +85,15 @@ static void *ra_worker(void *arg)
 		ra->head = j->next;
 		if (!ra->head)
 			ra->tail = NULL;
-		ra->queued--;
+		ra->queued -= j->nblk;
 		pthread_mutex_unlock(&ra->lock);
 
 		struct cache_source src = { .fetch = ra_fetch, .arg = j->obj };
 		int rc = cache_prefetch_run(j->obj->fs->cache, j->obj->key, j->obj->etag,
 					    j->obj->size, j->blk, j->nblk, &src);
+		if (rc > 0)
+			atomic_fetch_add_explicit(&ra->prefetched, (uint64_t)rc,
+						  memory_order_relaxed);
 		if (rc < 0 && rc != -ESTALE) /* a changed object: the reader finds out itself */
 			bfs_log(BFS_LOG_DEBUG, "readahead of %s block %llu: %s", j->obj->key,
 				(unsigned long long)j->blk, strerror(-rc));
@@ -195,6 +202,8 @@ void bfs_readahead_note(struct bfs_fs *fs, struct bfs_inode *ino, struct bfs_ra 
 	pthread_mutex_lock(&ino->lock);
 	uint64_t fsize = (uint64_t)ino->st.st_size;
 	bool go = ino->etag[0] && plan(ra, st, bs, fsize, off, len, &from, &to);
+	if (st->window)
+		atomic_store_explicit(&ra->window_last, st->window, memory_order_relaxed);
 	struct ra_obj *o = go ? calloc(1, sizeof(*o)) : NULL;
 	struct s3_meta meta;
 	int rc = o ? s3_meta_copy(&meta, &ino->meta) : -ENOMEM;
@@ -235,9 +244,23 @@ void bfs_readahead_note(struct bfs_fs *fs, struct bfs_inode *ino, struct bfs_ra 
 		else
 			ra->head = j;
 		ra->tail = j;
-		ra->queued++;
+		ra->queued += j->nblk;
 	}
 	pthread_cond_broadcast(&ra->cond);
 	pthread_mutex_unlock(&ra->lock);
 	obj_put(ra, o);
+}
+
+void bfs_readahead_stats(struct bfs_fs *fs, struct bfs_ra_stats *out)
+{
+	struct bfs_readahead *ra = fs->readahead;
+	memset(out, 0, sizeof(*out));
+	if (!ra)
+		return;
+	out->window_max = ra->window_max;
+	out->window_last = atomic_load_explicit(&ra->window_last, memory_order_relaxed);
+	out->prefetched = atomic_load_explicit(&ra->prefetched, memory_order_relaxed);
+	pthread_mutex_lock(&ra->lock); /* never held across a fetch */
+	out->queued = ra->queued;
+	pthread_mutex_unlock(&ra->lock);
 }

@@ -104,6 +104,7 @@ int s3_client_new(const struct s3_config *cfg, struct s3_client **out)
 	c->connect_timeout_ms = cfg->connect_timeout_ms > 0 ? cfg->connect_timeout_ms : 10000;
 	c->low_speed_timeout_s = cfg->low_speed_timeout_s > 0 ? cfg->low_speed_timeout_s : 30;
 	c->unreachable_wait_s = cfg->unreachable_wait_s > 0 ? cfg->unreachable_wait_s : 0;
+	c->slow_ns = cfg->slow_log ? (int64_t)cfg->slow_ms * 1000000 : -1;
 	c->idle = calloc((size_t)c->max_connections, sizeof(*c->idle));
 	if (!c->idle)
 		goto nomem;

@@ -28,6 +28,7 @@ struct s3_client {
 	uint64_t copy_part_size;      /* UploadPartCopy part size (512 MiB) */
 	int retries;
 	long connect_timeout_ms, low_speed_timeout_s, unreachable_wait_s;
+	int64_t slow_ns;     /* attempts this long or longer are logged; < 0: none */
 
 	/* Pool of idle CURL easy handles (each keeps its connections alive); pool_lock protects
 	 * idle, nidle and nhandles, never held during a transfer. */
@@ -36,6 +37,12 @@ struct s3_client {
 	CURL **idle;
 	int nidle;
 	int nhandles; /* idle + in use, <= max_connections */
+
+	/* Per operation, counted per attempt (s3/stats.c); lock-free. */
+	struct {
+		atomic_uint_least64_t requests, errors, retries;
+		struct bfs_hist latency;
+	} ops[S3_OP_COUNT];
 
 	/* Counters; lock-free. */
 	struct {
@@ -168,6 +175,14 @@ void s3_first_err_init(struct s3_first_err *fe);
 void s3_first_err_record(struct s3_first_err *fe, int rc);
 /* Returns the first rc (0 if none), makes its message the caller's s3_last_error(). */
 int s3_first_err_finish(struct s3_first_err *fe);
+
+/* ---- stats.c ---- */
+
+/* The S3 operation r is (from its method, key, query parameters and x-amz-copy-source). */
+enum s3_op s3_op_of(const struct s3_req *r);
+/* One attempt of r (operation op) ended after ns nanoseconds of transfer: counted, and
+ * logged when slow (docs/stats.md). Thread-safe. */
+void s3_stats_attempt(struct s3_client *c, const struct s3_req *r, enum s3_op op, int64_t ns);
 
 /* ---- meta.c ---- */
 

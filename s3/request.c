@@ -347,6 +347,7 @@ static void backoff_sleep(int attempt)
 struct attempt {
 	CURLcode curl_rc;
 	char curl_msg[CURL_ERROR_SIZE];
+	int64_t ns; /* how long the transfer took (monotonic), 0 if it never started */
 };
 
 static int perform(struct s3_client *c, struct s3_req *r, const char *path, const char *query,
@@ -372,6 +373,7 @@ static int perform(struct s3_client *c, struct s3_req *r, const char *path, cons
 	r->have_range = false;
 	a->curl_rc = CURLE_OK;
 	a->curl_msg[0] = '\0';
+	a->ns = 0;
 
 	if (c->path_style)
 		hostname = strdup(c->host);
@@ -460,7 +462,9 @@ static int perform(struct s3_client *c, struct s3_req *r, const char *path, cons
 		curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, r->method);
 	}
 
+	int64_t t0 = bfs_mono_ns();
 	a->curl_rc = curl_easy_perform(h);
+	a->ns = bfs_mono_ns() - t0;
 	if (a->curl_rc == CURLE_OK) {
 		curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &r->status);
 		if (r->resp)
@@ -483,12 +487,46 @@ out:
 	return rc;
 }
 
+/* Answers a file system expects (absent, not modified, changed, past the end): not errors. */
+static bool expected_answer(int rc)
+{
+	return rc == -ENOENT || rc == -EALREADY || rc == -ESTALE || rc == -ERANGE;
+}
+
+/* "key=KEY" or, for a bucket-level request, "bucket=NAME": the last field of a log line. */
+static void log_where(const struct s3_client *c, const struct s3_req *r, char *out, size_t len)
+{
+	if (r->key)
+		snprintf(out, len, "key=%s", r->key);
+	else
+		snprintf(out, len, "bucket=%s", c->bucket);
+}
+
+/* One line per failed attempt (retried: debug) or failed request (after its retries: error,
+ * or debug for an expected answer such as 404 NoSuchKey). why: the server's message, curl's,
+ * or "". Never anything signed or secret. */
+static void log_failure(const struct s3_client *c, const struct s3_req *r, enum s3_op op,
+			int attempts, int rc, const char *why, bool retried)
+{
+	char where[S3_MAX_KEY + 80];
+	enum bfs_log_level level = retried || expected_answer(rc) ? BFS_LOG_DEBUG : BFS_LOG_ERR;
+
+	log_where(c, r, where, sizeof(where));
+	bfs_log(level, "s3 %s %s: status=%ld code=%s request_id=%s attempts=%d error=%s%s%s%s %s",
+		s3_op_name(op), retried ? "failed, retrying" : "failed", r->status,
+		r->err.code[0] ? r->err.code : "-", r->request_id[0] ? r->request_id : "-",
+		attempts, strerrorname_np(-rc) ? strerrorname_np(-rc) : "?", why[0] ? " (" : "",
+		why, why[0] ? ")" : "", where);
+}
+
 int s3_request(struct s3_client *c, struct s3_req *r)
 {
 	char *path = NULL, *query = NULL;
 	const char *key = r->key ? r->key : c->bucket; /* for messages */
-	struct attempt a;
-	int rc = -ENOMEM, attempt;
+	enum s3_op op = s3_op_of(r);
+	struct attempt a = { .curl_rc = CURLE_OK };
+	const char *detail = ""; /* what the log line adds to status and code */
+	int rc = -ENOMEM, attempt = 0;
 
 	if (r->oom)
 		goto fail;
@@ -502,12 +540,16 @@ int s3_request(struct s3_client *c, struct s3_req *r)
 		bool retry = false, unreachable = false;
 		const char *why = "";
 
+		detail = "";
+
 		rc = perform(c, r, path, query, &a);
 		if (rc)
 			goto fail;
+		s3_stats_attempt(c, r, op, a.ns);
 		memset(&r->err, 0, sizeof(r->err));
 		if (r->io_error) {
 			rc = r->io_error; /* local read/write failure: not retryable */
+			detail = "local I/O error";
 			s3_set_error("%s %s: local I/O error: %s", r->what, key, strerror(-rc));
 			goto fail;
 		}
@@ -515,6 +557,7 @@ int s3_request(struct s3_client *c, struct s3_req *r)
 			/* Some servers answer a Range on an empty object with a broken 206
 			 * instead of 416: the range is not satisfiable, say so. */
 			rc = -ERANGE;
+			detail = "range of an empty object";
 			s3_set_error("%s %s: range of an empty object", r->what, key);
 			goto fail;
 		} else if (a.curl_rc != CURLE_OK) {
@@ -523,6 +566,7 @@ int s3_request(struct s3_client *c, struct s3_req *r)
 			retry = s3_errmap_retryable_curl(a.curl_rc) ||
 				(unreachable && c->unreachable_wait_s > 0);
 			why = a.curl_msg[0] ? a.curl_msg : curl_easy_strerror(a.curl_rc);
+			detail = why;
 			s3_set_error("%s %s: %s", r->what, key, why);
 		} else if (r->status >= 200 && r->status < 300) {
 			rc = r->check ? r->check(r, r->check_arg) : 0;
@@ -530,6 +574,7 @@ int s3_request(struct s3_client *c, struct s3_req *r)
 				break;
 			retry = rc == -EAGAIN || s3_errmap_retryable_http(r->status, r->err.code);
 			why = r->err.code[0] ? r->err.code : "bad response";
+			detail = "bad response";
 			if (rc == -EAGAIN)
 				rc = -EBADMSG;
 		} else {
@@ -540,6 +585,7 @@ int s3_request(struct s3_client *c, struct s3_req *r)
 			rc = s3_errmap_http(r->status, r->err.code);
 			retry = s3_errmap_retryable_http(r->status, r->err.code);
 			why = r->err.code[0] ? r->err.code : "";
+			detail = r->err.message;
 			s3_set_error("%s %s: HTTP %ld %s%s%s (request id %s)", r->what, key,
 				     r->status, why, r->err.message[0] ? ": " : "",
 				     r->err.message, r->request_id[0] ? r->request_id : "-");
@@ -562,15 +608,8 @@ int s3_request(struct s3_client *c, struct s3_req *r)
 				goto fail;
 		}
 		atomic_fetch_add(&c->stats.retries, 1);
-		if (wait_until)
-			; /* said once when the wait began */
-		else if (r->status)
-			bfs_log(BFS_LOG_WARN, "s3: %s %s: retry %d/%d after HTTP %ld %s (request id %s)",
-				r->what, key, attempt + 1, c->retries, r->status, why,
-				r->request_id[0] ? r->request_id : "-");
-		else
-			bfs_log(BFS_LOG_WARN, "s3: %s %s: retry %d/%d after %s", r->what, key,
-				attempt + 1, c->retries, why);
+		atomic_fetch_add(&c->ops[op].retries, 1);
+		log_failure(c, r, op, attempt + 1, rc, detail, true); /* debug */
 		backoff_sleep(attempt);
 	}
 	rc = 0;
@@ -578,10 +617,12 @@ int s3_request(struct s3_client *c, struct s3_req *r)
 fail:
 	if (rc == -ENOMEM)
 		s3_set_error("%s %s: out of memory", r->what, key);
-	/* Answers a file system expects (absent, not modified, changed, past the end) are not
-	 * counted as errors. */
-	if (rc != -ENOENT && rc != -EALREADY && rc != -ESTALE && rc != -ERANGE)
+	log_failure(c, r, op, attempt + (path && query), rc,
+		    rc == -ENOMEM ? "out of memory" : detail, false);
+	if (!expected_answer(rc)) {
 		atomic_fetch_add(&c->stats.errors, 1);
+		atomic_fetch_add(&c->ops[op].errors, 1);
+	}
 out:
 	free(path);
 	free(query);

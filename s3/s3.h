@@ -17,6 +17,8 @@
 #include <sys/types.h>
 #include <time.h>
 
+#include "util/util.h" /* struct bfs_hist_summary */
+
 struct s3_client; /* opaque; thread-safe */
 
 #define S3_MAX_KEY 1024 /* longest object key S3 accepts, in bytes (UTF-8) */
@@ -40,6 +42,8 @@ struct s3_config {
 	long low_speed_timeout_s;  /* abort a transfer slower than 1 KiB/s for this long; 0 = 30 */
 	long unreachable_wait_s;   /* while the server cannot be reached (refused, reset, timed
 				    * out), go on retrying for this long after the retries; 0 = no */
+	bool slow_log;             /* log (info) each attempt that takes slow_ms or more */
+	unsigned long slow_ms;
 };
 
 /* User metadata: x-amz-meta-NAME: VALUE pairs, NAME stored lowercase without the prefix.
@@ -156,6 +160,37 @@ struct s3_stats {
 	uint64_t bytes_up, bytes_down;
 };
 void s3_stats_get(struct s3_client *c, struct s3_stats *out);
+
+/* ---- per-operation statistics (s3/stats.c) ---- */
+
+/* The S3 operation of a request, named as in S3's API reference (s3_op_name). */
+enum s3_op {
+	S3_OP_GET_OBJECT, S3_OP_HEAD_OBJECT, S3_OP_PUT_OBJECT, S3_OP_COPY_OBJECT,
+	S3_OP_DELETE_OBJECT, S3_OP_DELETE_OBJECTS, S3_OP_LIST_OBJECTS_V2,
+	S3_OP_CREATE_MULTIPART_UPLOAD, S3_OP_UPLOAD_PART, S3_OP_UPLOAD_PART_COPY,
+	S3_OP_COMPLETE_MULTIPART_UPLOAD, S3_OP_ABORT_MULTIPART_UPLOAD,
+	S3_OP_LIST_MULTIPART_UPLOADS, S3_OP_OTHER,
+	S3_OP_COUNT
+};
+/* "GetObject", "PutObject", ... (static storage; "Other" for anything else). */
+const char *s3_op_name(enum s3_op op);
+
+/* Counters of one operation since s3_client_new: requests = attempts sent (retries
+ * included, as a server or proxy counts them); errors = requests that failed after their
+ * retries (not counting answers a file system expects: 404, 304, 412, 416); retries =
+ * attempts repeated; latency of each attempt's transfer. */
+struct s3_op_metrics {
+	uint64_t requests, errors, retries;
+	struct bfs_hist_summary latency;
+};
+/* Everything at once; totals are the sums over operations (bytes: request and response
+ * bodies of every attempt, error bodies not counted). */
+struct s3_metrics {
+	struct s3_op_metrics op[S3_OP_COUNT];
+	uint64_t requests, errors, retries, bytes_up, bytes_down;
+};
+/* Reads the counters without a lock (each is atomic; the set is not one instant). */
+void s3_metrics_get(struct s3_client *c, struct s3_metrics *out);
 
 /* ---- multipart uploads in progress (for bucketfs-fsck) ---- */
 

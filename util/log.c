@@ -1,6 +1,7 @@
 /* util/log.c — bfs_log: one line per event to stderr (foreground) or syslog (daemon). */
 #include "util/util.h"
 
+#include <errno.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
@@ -17,6 +18,20 @@ void bfs_log_setup(int use_syslog, enum bfs_log_level level_max)
 		openlog("bucketfs", LOG_PID, LOG_DAEMON);
 	atomic_store(&log_syslog, use_syslog ? 1 : 0);
 	atomic_store(&log_level_max, (int)level_max);
+}
+
+int bfs_log_level_parse(const char *name, enum bfs_log_level *out)
+{
+	static const struct { const char *name; enum bfs_log_level level; } levels[] = {
+		{ "error", BFS_LOG_ERR }, { "warn", BFS_LOG_WARN }, { "warning", BFS_LOG_WARN },
+		{ "info", BFS_LOG_INFO }, { "debug", BFS_LOG_DEBUG },
+	};
+	for (size_t i = 0; i < sizeof(levels) / sizeof(levels[0]); i++)
+		if (strcmp(name, levels[i].name) == 0) {
+			*out = levels[i].level;
+			return 0;
+		}
+	return -EINVAL;
 }
 
 static const char *level_name(enum bfs_log_level level)

@@ -14,6 +14,7 @@
 #include <cmocka.h>
 
 #include "fs/fs.h"
+#include "util/util.h"
 
 static char tmpdir[PATH_MAX]; /* a real directory to mount on */
 static char tmpfile_path[PATH_MAX + 16];
@@ -437,6 +438,49 @@ static void test_accepted_edges(void **state)
 	bfs_options_free(&o);
 }
 
+/* log_level=: default info, debug with -d, an explicit level wins over -d; slow_ms=. */
+static void test_log_level(void **state)
+{
+	struct bfs_options o;
+	(void)state;
+
+	assert_int_equal(run(&o, "bkt", tmpdir, NULL), 0);
+	assert_int_equal(o.log_level, BFS_LOG_INFO);
+	bfs_options_free(&o);
+	assert_int_equal(run(&o, "bkt", tmpdir, "-d", NULL), 0);
+	assert_int_equal(o.log_level, BFS_LOG_DEBUG);
+	bfs_options_free(&o);
+	assert_int_equal(run(&o, "bkt", tmpdir, "-d", "-o", "log_level=warn", NULL), 0);
+	assert_int_equal(o.log_level, BFS_LOG_WARN);
+	bfs_options_free(&o);
+	static const struct { const char *opt; int level; } ok[] = {
+		{ "log_level=error", BFS_LOG_ERR }, { "log_level=warn", BFS_LOG_WARN },
+		{ "log_level=info", BFS_LOG_INFO }, { "log_level=debug", BFS_LOG_DEBUG },
+	};
+	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+		assert_int_equal(run(&o, "bkt", tmpdir, "-o", ok[i].opt, NULL), 0);
+		assert_int_equal(o.log_level, ok[i].level);
+		bfs_options_free(&o);
+	}
+	assert_int_equal(run(&o, "bkt", tmpdir, "-o", "log_level=loud", NULL), -EINVAL);
+	assert_non_null(strstr(err, "log_level"));
+	assert_int_equal(run(&o, "bkt", tmpdir, "-o", "log_level", NULL), -EINVAL);
+
+	/* slow_ms=: off by default, 0 = every call */
+	assert_int_equal(run(&o, "bkt", tmpdir, NULL), 0);
+	assert_int_equal(o.slow_ms, -1);
+	bfs_options_free(&o);
+	assert_int_equal(run(&o, "bkt", tmpdir, "-o", "slow_ms=0", NULL), 0);
+	assert_int_equal(o.slow_ms, 0);
+	bfs_options_free(&o);
+	assert_int_equal(run(&o, "bkt", tmpdir, "-o", "slow_ms=250", NULL), 0);
+	assert_int_equal(o.slow_ms, 250);
+	bfs_options_free(&o);
+	assert_int_equal(run(&o, "bkt", tmpdir, "-o", "slow_ms=-1", NULL), -EINVAL);
+	assert_int_equal(run(&o, "bkt", tmpdir, "-o", "slow_ms=1.5", NULL), -EINVAL);
+	assert_non_null(strstr(err, "slow_ms"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -448,6 +492,7 @@ int main(void)
 		cmocka_unit_test(test_bad_arguments),
 		cmocka_unit_test(test_help_version),
 		cmocka_unit_test(test_accepted_edges),
+		cmocka_unit_test(test_log_level),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
