@@ -34,12 +34,16 @@ struct bfs_options {
 	char *bucket;         /* BUCKET of BUCKET[:PREFIX] */
 	char *prefix;         /* "" or "some/prefix/" (always ends in '/') */
 	char *mountpoint;     /* absolute path */
-	char *endpoint;       /* -o endpoint= | $AWS_ENDPOINT_URL | NULL (AWS) */
-	char *region;         /* -o region= | $AWS_REGION | $AWS_DEFAULT_REGION | "us-east-1" */
+	char *endpoint;       /* -o endpoint= | $AWS_ENDPOINT_URL_S3 | $AWS_ENDPOINT_URL | the profile's
+	                       * s3 endpoint_url, endpoint_url in ~/.aws/config | NULL (AWS) */
+	char *region;         /* -o region= | $AWS_REGION | $AWS_DEFAULT_REGION | the profile's region
+	                       * in ~/.aws/config | "us-east-1" */
 	bool path_style;      /* -o path_style */
 	bool insecure;        /* -o no_verify_ssl: TLS verification off (default on) */
 	char *ca_file;        /* -o ca_file= */
 	char *profile;        /* -o profile= | $AWS_PROFILE | "default" */
+	bool profile_named;   /* profile came from -o profile= or $AWS_PROFILE: it must exist */
+	bool profile_option;  /* from -o profile=: wins over $AWS_ACCESS_KEY_ID (as --profile) */
 	char *passwd_file;    /* -o passwd_file= (s3fs style KEY:SECRET, must not be group/other readable) */
 	char *cache_dir;      /* -o cache_dir= | ~/.cache/bucketfs/<host>/<bucket> | /var/cache/bucketfs/<host>/<bucket> for root */
 	double stat_ttl;      /* -o stat_ttl=SECONDS (default 5): attribute, entry and listing cache */

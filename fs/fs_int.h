@@ -444,4 +444,46 @@ int bfs_integrity_verify_fd(struct bfs_fs *fs, const char *key, const char *etag
 			    const struct s3_meta *m, int fd, uint64_t size);
 /* ==== end of integrity.c ==== */
 
+
+/* ==== credential sources (fs/aws_config.c; used by fs/creds.c and fs/options.c) ==== */
+
+/* Writes "bucketfs: " + the message into err (one line) and returns rc. */
+int bfs_say(char *err, size_t errlen, int rc, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+/* explicit_bzero + free of a NUL-terminated secret (NULL is fine). */
+void bfs_wipe_free(char *s);
+/* Reads a regular file (up to 1 MiB) into *out (malloc'd, NUL-terminated; the caller wipes
+ * it with bfs_wipe_free). secret: refuse (-EACCES with a message) a file group or others may
+ * access. mode (nullable) gets st_mode. -ENOENT without a message if it does not exist. */
+int bfs_file_read(const char *path, bool secret, char **out, mode_t *mode, char *err,
+		  size_t errlen);
+
+/* Static keys of one profile in one file; strings malloc'd, wiped by bfs_aws_profile_free. */
+struct bfs_aws_keys {
+	char *access_key, *secret_key, *session_token;
+};
+/* One profile as found in ${AWS_CONFIG_FILE:-~/.aws/config} and
+ * ${AWS_SHARED_CREDENTIALS_FILE:-~/.aws/credentials}. Owner: the caller; strings malloc'd. */
+struct bfs_aws_profile {
+	char *config_path, *credentials_path; /* NULL without $HOME and the variable */
+	bool in_config, in_credentials;       /* the profile's section exists there */
+	char *region;                         /* config: region */
+	char *endpoint_url;                   /* config: endpoint_url (all services) */
+	char *s3_endpoint_url;                /* config: [services X] s3 = endpoint_url, else the
+					       * profile's own nested s3 = endpoint_url */
+	bool path_style;                      /* config: s3 = addressing_style = path */
+	bool ignore_endpoints;                /* config: ignore_configured_endpoint_urls = true */
+	struct bfs_aws_keys config_keys;      /* aws_access_key_id... in the config file */
+	struct bfs_aws_keys file_keys;        /* ... in the credentials file */
+	char *config_process, *file_process;  /* credential_process in either file */
+};
+/* Loads profile name from the config file and, when with_credentials, from the credentials
+ * file. Missing files are not an error (the in_* flags say what was found). A credentials file
+ * group/other may access, a config file holding secrets that group/other may access or one
+ * with a credential_process that group/other may write: -EACCES with a message in err. */
+int bfs_aws_profile_load(const char *name, bool with_credentials, struct bfs_aws_profile *out,
+			 char *err, size_t errlen);
+void bfs_aws_profile_free(struct bfs_aws_profile *p);
+/* ==== end of credential sources ==== */
+
 #endif

@@ -14,7 +14,10 @@ Fixtures
 --------
 s3server  (session) the S3 server on a free 127.0.0.1 port, temp data dir.
           .endpoint -> "http://127.0.0.1:PORT" (direct, unaudited), .log (path),
-          .kind -> "s3rver" or "rgw", .data_dir (s3rver only, else None)
+          .kind -> "s3rver" or "rgw", .data_dir (s3rver only, else None),
+          .add_key(access_key, secret_key, uid=None): another key pair on RGW, for
+          the tests' user or (uid) a new user, a second account (s3rver checks no
+          keys: there only the proxy's credentials matter)
 on_rgw / on_s3rver  booleans: which server this session runs against
           (S3_SERVER); tests of server behaviour only one of them has use them.
 proxy     (session) strict audit proxy in front of s3server (what `mount` uses).
@@ -314,9 +317,14 @@ def _session_dir():
 
 
 class S3Server:
-    def __init__(self, kind, port, data_dir, log):
+    def __init__(self, kind, port, data_dir, log, rgw_server=None):
         self.kind, self.port, self.data_dir, self.log = kind, port, data_dir, log
         self.endpoint = f"http://127.0.0.1:{port}"
+        self._rgw = rgw_server
+
+    def add_key(self, access_key, secret_key, uid=None):
+        if self._rgw is not None:
+            self._rgw.add_key(access_key, secret_key, uid)
 
 
 @pytest.fixture(scope="session")
@@ -337,7 +345,7 @@ def _rgw_server(session_dir):
         server.start()
     except RuntimeError as e:
         pytest.fail(f"Ceph RGW did not start: {e}", pytrace=False)
-    yield S3Server("rgw", server.port, None, server.log)
+    yield S3Server("rgw", server.port, None, server.log, server)
     server.stop()
 
 
