@@ -3,8 +3,9 @@
  *      names a profile (as the CLI's --profile does)
  *   2. -o passwd_file=PATH (s3fs format), when given
  *   3. the profile (-o profile=, $AWS_PROFILE, "default"): keys in
- *      ${AWS_SHARED_CREDENTIALS_FILE:-~/.aws/credentials}, then keys in
- *      ${AWS_CONFIG_FILE:-~/.aws/config} (fs/aws_config.c)
+ *      ${AWS_SHARED_CREDENTIALS_FILE:-~/.aws/credentials}, then its credential_process
+ *      (fs/cred_process.c), then keys in ${AWS_CONFIG_FILE:-~/.aws/config}
+ *      (fs/aws_config.c)
  *   4. s3fs's default passwd files: ~/.passwd-s3fs, then /etc/passwd-s3fs
  * A profile named with -o profile= or $AWS_PROFILE must exist in one of the two files.
  * A secret file that is readable, writable or executable by group or others is refused.
@@ -90,20 +91,78 @@ static int use_keys(struct creds_ctx *c, const struct bfs_aws_keys *k, const cha
 			 strlen(k->secret_key), t, t ? strlen(t) : 0);
 }
 
-/* The profile's credentials in the CLI's order: keys in the credentials file, keys in the
- * config file. -ENOENT (no message) when the profile has none. */
+struct bfs_cred_source {
+	char *process;  /* credential_process command */
+	char *profile;  /* for messages */
+};
+
+static void source_free(struct bfs_cred_source *s)
+{
+	if (!s)
+		return;
+	free(s->process);
+	free(s->profile);
+	free(s);
+}
+
+/* s3_creds_fn: new keys from the source (called by the S3 client before expiry). */
+static int source_fetch(void *arg, struct s3_creds *out, char *err, size_t errlen)
+{
+	struct bfs_cred_source *s = arg;
+	char why[512] = "";
+	int rc = bfs_cred_process_run(s->process, out, why, sizeof(why));
+	if (rc)
+		snprintf(err, errlen, "credential_process of profile [%s]: %s", s->profile, why);
+	return rc;
+}
+
+/* The first keys from a credential_process, which is kept to renew them. On failure, the
+ * reason in why. */
+static int from_source(const char *cmd, const char *profile, struct bfs_creds *out, char *why,
+		       size_t whylen)
+{
+	struct bfs_cred_source *src = calloc(1, sizeof(*src));
+	struct s3_creds k = { 0 };
+	int rc = -ENOMEM;
+	if (!src || !(src->process = strdup(cmd)) || !(src->profile = strdup(profile))) {
+		snprintf(why, whylen, "out of memory");
+		goto out;
+	}
+	if ((rc = source_fetch(src, &k, why, whylen)))
+		goto out;
+	out->access_key = k.access_key;
+	out->secret_key = k.secret_key;
+	out->session_token = k.session_token;
+	out->expiration = k.expiration;
+	out->source = src;
+	src = NULL;
+	memset(&k, 0, sizeof(k));
+out:
+	source_free(src);
+	s3_creds_free(&k);
+	return rc;
+}
+
+/* The profile's credentials in the CLI's order: keys in the credentials file, its
+ * credential_process, keys in the config file. -ENOENT (no message) when it has none. */
 static int from_profile(struct creds_ctx *c, const struct bfs_aws_profile *p,
 			const char *profile, struct bfs_creds *out)
 {
 	int rc = use_keys(c, &p->file_keys, profile, p->credentials_path, out);
 	if (rc != -ENOENT)
 		return rc;
+	const char *cmd = p->file_process ? p->file_process : p->config_process;
+	if (cmd) {
+		char why[600] = "";
+		rc = from_source(cmd, profile, out, why, sizeof(why));
+		return rc ? fail(c, rc, "%s", why) : 0;
+	}
 	rc = use_keys(c, &p->config_keys, profile, p->config_path, out);
 	if (rc != -ENOENT)
 		return rc;
 	if (p->in_config || p->in_credentials)
 		return fail(c, -ENOENT, "profile [%s] has no credentials (aws_access_key_id and "
-			    "aws_secret_access_key) in %s or %s", profile,
+			    "aws_secret_access_key, or credential_process) in %s or %s", profile,
 			    p->credentials_path, p->config_path ? p->config_path : "~/.aws/config");
 	return -ENOENT;
 }
@@ -268,6 +327,9 @@ void bfs_s3_config(const struct bfs_options *o, const struct bfs_creds *cr,
 		.access_key = cr->access_key,
 		.secret_key = cr->secret_key,
 		.session_token = cr->session_token,
+		.creds_expiration = cr->expiration,
+		.creds_fn = cr->source ? source_fetch : NULL,
+		.creds_arg = cr->source,
 		.max_connections = o->max_connections,
 		.part_size = o->part_size,
 		.low_speed_timeout_s = (long)o->timeout,
@@ -280,5 +342,6 @@ void bfs_creds_free(struct bfs_creds *c)
 	bfs_wipe_free(c->access_key);
 	bfs_wipe_free(c->secret_key);
 	bfs_wipe_free(c->session_token);
+	source_free(c->source);
 	memset(c, 0, sizeof(*c));
 }

@@ -85,9 +85,14 @@ void bfs_options_free(struct bfs_options *o);
 
 /* ---- credentials (fs/creds.c) ---- */
 
+/* Where new temporary keys come from (credential_process, instance metadata). Opaque. */
+struct bfs_cred_source;
 /* Access key, secret and token. Owner: caller; bfs_creds_free wipes and frees. */
 struct bfs_creds {
 	char *access_key, *secret_key, *session_token;
+	time_t expiration;              /* 0: they do not expire */
+	struct bfs_cred_source *source; /* NULL for static keys; owned; the S3 clients made with
+	                                 * bfs_s3_config use it, so it outlives them */
 };
 /* Order: $AWS_ACCESS_KEY_ID/$AWS_SECRET_ACCESS_KEY[/$AWS_SESSION_TOKEN], then
  * ${AWS_SHARED_CREDENTIALS_FILE:-~/.aws/credentials} [profile], then passwd_file (also when
@@ -96,7 +101,8 @@ struct bfs_creds {
  * -ENOENT with a message when none is found. err gets one line. */
 int bfs_creds_load(const struct bfs_options *o, struct bfs_creds *out, char *err, size_t errlen);
 void bfs_creds_free(struct bfs_creds *c);
-/* The S3 client settings the options and credentials give (strings borrowed from both). */
+/* The S3 client settings the options and credentials give (strings borrowed from both; with
+ * a source, cfg->creds_fn asks it for new keys before they expire). */
 void bfs_s3_config(const struct bfs_options *o, const struct bfs_creds *cr,
 		   struct s3_config *cfg);
 

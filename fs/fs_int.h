@@ -484,6 +484,31 @@ struct bfs_aws_profile {
 int bfs_aws_profile_load(const char *name, bool with_credentials, struct bfs_aws_profile *out,
 			 char *err, size_t errlen);
 void bfs_aws_profile_free(struct bfs_aws_profile *p);
+
+/* fs/cred_json.c: the JSON of credential_process (BFS_CRED_JSON_PROCESS: Version 1,
+ * AccessKeyId, SecretAccessKey, optional SessionToken and Expiration) and of EC2 instance
+ * metadata (BFS_CRED_JSON_IMDS: Code Success if present, AccessKeyId, SecretAccessKey, Token,
+ * Expiration). Fills out (owned by the caller: s3_creds_free); 0, or -EINVAL with the reason
+ * in err (field names, never values), -ENOMEM. */
+enum bfs_cred_json { BFS_CRED_JSON_PROCESS, BFS_CRED_JSON_IMDS };
+int bfs_cred_json_parse(const char *text, size_t len, enum bfs_cred_json kind,
+			struct s3_creds *out, char *err, size_t errlen);
+/* "2026-12-02T06:30:00Z", with optional fraction, "Z" or "+HH:MM"/"-HHMM". 0 or -EINVAL. */
+int bfs_iso8601_parse(const char *s, time_t *out);
+
+/* fs/cred_process.c: credential_process. The command is split into words the way the AWS CLI
+ * does (a POSIX shell's quoting: '...', "..." with \" and \\, \ outside quotes; no
+ * expansion, no shell) and run with the environment, stdin /dev/null and no other open files,
+ * for at most BFS_CRED_PROCESS_TIMEOUT_S seconds. */
+#define BFS_CRED_PROCESS_TIMEOUT_S 60
+/* argv (NULL-terminated, malloc'd: bfs_cmd_free) of cmd. -EINVAL for an unterminated quote,
+ * a trailing backslash or no words. */
+int bfs_cmd_split(const char *cmd, char ***argv);
+void bfs_cmd_free(char **argv);
+/* Runs cmd and parses what it prints. 0 and out filled (owned by the caller), or -errno with
+ * a one-line reason in err (exit status and the first line of its stderr, or the JSON
+ * problem). Thread-safe. */
+int bfs_cred_process_run(const char *cmd, struct s3_creds *out, char *err, size_t errlen);
 /* ==== end of credential sources ==== */
 
 #endif

@@ -12,6 +12,8 @@ it is a second user (radosgw-admin user create), with its own bucket. Temporary 
 an extra key pair of the tests' user whose session tokens the proxy checks
 (proxy.session_tokens): a token past its expiry gets S3's 400 ExpiredToken."""
 import os
+import re
+import shlex
 import subprocess
 import time
 import uuid
@@ -49,6 +51,7 @@ class Runner:
         self.home = tmp / 'home'
         (self.home / '.aws').mkdir(parents=True)
         self.mounted = []
+        self.procs = {}     # foreground mounts: mountpoint -> Popen
 
     def env(self, **extra):
         env = {k: v for k, v in os.environ.items() if not k.startswith('AWS_')}
@@ -69,22 +72,37 @@ class Runner:
 
     def run(self, bucket, opts=(), env=None, endpoint=True, foreground=False):
         """Mounts bucket; returns (mountpoint, CompletedProcess). endpoint: add
-        endpoint=<proxy>,path_style,region=us-east-1 to the options."""
+        endpoint=<proxy>,path_style,region=us-east-1 to the options. foreground: -f, its
+        output in r.log (a path), returning once mounted (r.returncode 0) or exited."""
         mnt = str(self.tmp / f'mnt{len(self.mounted)}')
         os.mkdir(mnt)
         o = [f'cache_dir={self.tmp / f"cache{len(self.mounted)}"}']
         if endpoint:
             o += [f'endpoint={self.proxy.endpoint}', 'path_style', 'region=us-east-1']
         self.mounted.append(mnt)
+        argv = [bfs_bin(), bucket, mnt, '-o', ','.join(o + list(opts))]
         t0 = time.monotonic()
-        r = subprocess.run([bfs_bin(), bucket, mnt, '-o', ','.join(o + list(opts))],
-                           env=env or self.env(), capture_output=True, text=True, timeout=90)
+        if foreground:
+            log = str(self.tmp / f'log{len(self.mounted)}.txt')
+            with open(log, 'wb') as f:
+                p = subprocess.Popen(argv + ['-f'], env=env or self.env(), stdout=f,
+                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            self.procs[mnt] = p
+            wait_until(lambda: is_mounted(mnt) or p.poll() is not None, 30)
+            r = subprocess.CompletedProcess(argv, 0 if is_mounted(mnt) else p.poll(),
+                                            '', open(log).read())
+            r.log = log
+        else:
+            r = subprocess.run(argv, env=env or self.env(), capture_output=True, text=True,
+                               timeout=90)
         r.seconds = time.monotonic() - t0
         return mnt, r
 
     def unmount(self, mnt):
         pids = daemon_pids(mnt)
         subprocess.run(['fusermount3', '-u', mnt], check=True)
+        if mnt in self.procs:
+            assert self.procs[mnt].wait(60) == 0, 'bucketfs -f exited != 0 after unmount'
         assert wait_until(lambda: not any(os.path.exists(f'/proc/{p}') for p in pids), 60), \
             'daemon still running 60 s after fusermount3 -u'
 
@@ -93,6 +111,10 @@ class Runner:
             if is_mounted(mnt):
                 subprocess.run(['fusermount3', '-u', mnt])
                 wait_until(lambda: not daemon_pids(mnt), 30)
+        for p in self.procs.values():
+            if p.poll() is None:
+                p.kill()
+            p.wait()
 
 
 @pytest.fixture
@@ -119,6 +141,22 @@ def second_account(s3server, proxy, s3):
             client.delete_object(Bucket=name, Key=o['Key'])
     client.delete_bucket(Bucket=name)
     proxy.credentials.pop(SECOND_KEY, None)
+
+
+@pytest.fixture
+def temp_key(s3server, proxy):
+    """A key pair of the tests' account whose session tokens ("tok-N-EXPIRY") the proxy takes
+    only until EXPIRY (unix seconds); later, S3's 400 ExpiredToken."""
+    s3server.add_key(TEMP_KEY, TEMP_SECRET)
+    proxy.credentials[TEMP_KEY] = TEMP_SECRET
+
+    def valid(token):
+        m = re.fullmatch(r'tok-(\d+)-(\d+)', token or '')
+        return m is not None and time.time() < int(m.group(2))
+    proxy.session_tokens[TEMP_KEY] = valid
+    yield TEMP_KEY
+    proxy.session_tokens.pop(TEMP_KEY, None)
+    proxy.credentials.pop(TEMP_KEY, None)
 
 
 def assert_mounted(r, mnt):
@@ -261,3 +299,131 @@ def test_two_profiles_two_mounts(runner, proxy, s3, bucket, second_account):
         assert e.value.response['Error']['Code'] == 'AccessDenied'
     runner.unmount(mnt1)
     runner.unmount(mnt2)
+
+
+# ---- credential_process ---------------------------------------------------------------------
+
+PROCESS = """#!/usr/bin/python3
+# credential_process for the tests: counts its runs in STATE/count; STATE/mode is ok, fail
+# or garbage; the keys it gives expire STATE/lifetime seconds from now.
+import json, os, sys, time
+state = sys.argv[1]
+def read(name, default):
+    try:
+        with open(os.path.join(state, name)) as f:
+            return f.read().strip()
+    except FileNotFoundError:
+        return default
+n = int(read('count', '0')) + 1
+with open(os.path.join(state, 'count'), 'w') as f:
+    f.write(str(n))
+mode = read('mode', 'ok')
+if mode == 'fail':
+    print('the identity provider is down', file=sys.stderr)
+    print('(second line)', file=sys.stderr)
+    sys.exit(2)
+if mode == 'garbage':
+    print('<html>Service Unavailable</html>')
+    sys.exit(0)
+exp = int(time.time()) + int(read('lifetime', '6'))
+print(json.dumps({'Version': 1, 'AccessKeyId': KEY, 'SecretAccessKey': SECRET,
+                  'SessionToken': f'tok-{n}-{exp}',
+                  'Expiration': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(exp))}))
+"""
+
+
+class Process:
+    """The test's credential_process script and its state directory."""
+
+    def __init__(self, runner, lifetime):
+        self.state = runner.tmp / 'process-state'
+        self.state.mkdir()
+        self.script = runner.tmp / 'get-creds.py'
+        self.script.write_text(PROCESS.replace('KEY', repr(TEMP_KEY), 1)
+                               .replace('SECRET', repr(TEMP_SECRET), 1))
+        self.script.chmod(0o700)
+        self.set('lifetime', lifetime)
+        # split by bucketfs like a shell command line: the state dir is one quoted word
+        runner.write('config', '[profile proc]\ncredential_process = '
+                     f'{shlex.quote(str(self.script))} {shlex.quote(str(self.state))}\n')
+
+    def set(self, name, value):
+        (self.state / name).write_text(str(value))
+
+    def runs(self):
+        p = self.state / 'count'
+        return int(p.read_text()) if p.exists() else 0
+
+
+def test_credential_process_refresh(runner, proxy, s3, bucket, temp_key):
+    """Keys good for 6 s: bucketfs asks the process again before they expire, and I/O goes on
+    across the refreshes without a single request refused."""
+    proc = Process(runner, lifetime=6)
+    mnt, r = runner.run(bucket, opts=['profile=proc'])
+    assert_mounted(r, mnt)
+    assert proc.runs() == 1
+    end, i = time.monotonic() + 14, 0
+    while time.monotonic() < end:
+        write_and_check(runner, s3, bucket, mnt, f'f{i}')
+        assert f'f{i}' in os.listdir(mnt)
+        i += 1
+        time.sleep(0.3)
+    runner.unmount(mnt)
+    reqs = proxy.requests()
+    tokens = {r.session_token for r in reqs}
+    assert proc.runs() >= 3, f'credential_process ran {proc.runs()} times in 14 s'
+    assert len(tokens) >= 3, f'only {len(tokens)} session tokens used: {tokens}'
+    assert {r.access_key for r in reqs} == {temp_key}
+    refused = [(r.op, r.status, r.session_token) for r in reqs if r.status in (400, 403)]
+    assert not refused, f'requests refused (keys not refreshed in time): {refused[:5]}'
+
+
+@pytest.mark.parametrize('mode,message', [
+    ('fail', 'exited with status 2: the identity provider is down'),
+    ('garbage', 'bad output: not a JSON object')])
+def test_credential_process_fails_at_mount(runner, bucket, temp_key, mode, message):
+    proc = Process(runner, lifetime=600)
+    proc.set('mode', mode)
+    mnt, r = runner.run(bucket, opts=['profile=proc'])
+    assert_clean_failure(r, mnt, 'credential_process of profile [proc]: ' + message)
+    assert proc.runs() == 1
+
+
+def test_credential_process_failing_refresh(runner, proxy, s3, bucket, temp_key):
+    """A refresh that fails is logged and the old keys stay in use until they expire; after
+    that S3 refuses them, and once the process works again so does the mount."""
+    proc = Process(runner, lifetime=8)
+    mnt, r = runner.run(bucket, opts=['profile=proc'], foreground=True)
+    assert_mounted(r, mnt)
+    proc.set('mode', 'fail')
+    t0 = time.time()
+    expiry = int(re.fullmatch(r'tok-\d+-(\d+)', next(
+        r.session_token for r in proxy.requests() if r.session_token)).group(1))
+    i = 0
+    while time.time() < expiry - 1:     # still valid: everything works
+        write_and_check(runner, s3, bucket, mnt, f'g{i}')
+        i += 1
+        time.sleep(0.3)
+    assert proc.runs() >= 2, 'no refresh was attempted before the keys expired'
+    wait_until(lambda: time.time() > expiry + 0.5, 10)
+    with pytest.raises(OSError):        # expired, no new ones: refused
+        os.stat(os.path.join(mnt, f'absent-{uuid.uuid4().hex}'))
+    proc.set('mode', 'ok')
+
+    def works():
+        try:
+            os.stat(os.path.join(mnt, f'absent-{uuid.uuid4().hex}'))
+        except FileNotFoundError:
+            return True
+        except OSError:
+            return False
+    assert wait_until(works, 15), 'the mount did not recover once the process worked again'
+    write_and_check(runner, s3, bucket, mnt, 'after-recovery')
+    runner.unmount(mnt)
+    log = open(r.log).read()
+    assert 'cannot refresh the credentials' in log and \
+        'credential_process of profile [proc]: exited with status 2: the identity provider ' \
+        'is down; still using the current ones' in log, log
+    assert '(second line)' not in log
+    assert TEMP_SECRET not in log and 'tok-' not in log, 'a secret in the log'
+    assert time.time() - t0 < 60

@@ -327,7 +327,8 @@ static void test_config_file_keys(void **state)
 	char want[3 * PATH_MAX];
 	o.profile = "bare";
 	snprintf(want, sizeof(want), "bucketfs: profile [bare] has no credentials "
-		 "(aws_access_key_id and aws_secret_access_key) in %s/.aws/credentials or "
+		 "(aws_access_key_id and aws_secret_access_key, or credential_process) in "
+		 "%s/.aws/credentials or "
 		 "%s/.aws/config", home, home);
 	expect_error(&o, -ENOENT, want);
 
