@@ -7,6 +7,8 @@
  *      (fs/cred_process.c), then keys in ${AWS_CONFIG_FILE:-~/.aws/config}
  *      (fs/aws_config.c)
  *   4. s3fs's default passwd files: ~/.passwd-s3fs, then /etc/passwd-s3fs
+ *   5. the EC2 instance role, from the instance metadata service (fs/imds.c), unless
+ *      $AWS_EC2_METADATA_DISABLED is true
  * A profile named with -o profile= or $AWS_PROFILE must exist in one of the two files.
  * A secret file that is readable, writable or executable by group or others is refused.
  * Secrets read from files are wiped from our buffers once copied. */
@@ -92,7 +94,8 @@ static int use_keys(struct creds_ctx *c, const struct bfs_aws_keys *k, const cha
 }
 
 struct bfs_cred_source {
-	char *process;  /* credential_process command */
+	char *process;  /* credential_process command, or NULL: */
+	char *imds;     /* the instance metadata service at this URL */
 	char *profile;  /* for messages */
 };
 
@@ -101,6 +104,7 @@ static void source_free(struct bfs_cred_source *s)
 	if (!s)
 		return;
 	free(s->process);
+	free(s->imds);
 	free(s->profile);
 	free(s);
 }
@@ -110,21 +114,28 @@ static int source_fetch(void *arg, struct s3_creds *out, char *err, size_t errle
 {
 	struct bfs_cred_source *s = arg;
 	char why[512] = "";
+	if (s->imds) {
+		int rc = bfs_imds_fetch(s->imds, out, why, sizeof(why));
+		if (rc)
+			snprintf(err, errlen, "EC2 instance metadata: %s", why);
+		return rc;
+	}
 	int rc = bfs_cred_process_run(s->process, out, why, sizeof(why));
 	if (rc)
 		snprintf(err, errlen, "credential_process of profile [%s]: %s", s->profile, why);
 	return rc;
 }
 
-/* The first keys from a credential_process, which is kept to renew them. On failure, the
- * reason in why. */
-static int from_source(const char *cmd, const char *profile, struct bfs_creds *out, char *why,
-		       size_t whylen)
+/* The first keys from a source (a credential_process, or the instance metadata at imds),
+ * which is kept to renew them. On failure, the reason in why. */
+static int from_source(const char *cmd, const char *imds, const char *profile,
+		       struct bfs_creds *out, char *why, size_t whylen)
 {
 	struct bfs_cred_source *src = calloc(1, sizeof(*src));
 	struct s3_creds k = { 0 };
 	int rc = -ENOMEM;
-	if (!src || !(src->process = strdup(cmd)) || !(src->profile = strdup(profile))) {
+	if (!src || (cmd && !(src->process = strdup(cmd))) || (imds && !(src->imds = strdup(imds)))
+	    || !(src->profile = strdup(profile))) {
 		snprintf(why, whylen, "out of memory");
 		goto out;
 	}
@@ -154,7 +165,7 @@ static int from_profile(struct creds_ctx *c, const struct bfs_aws_profile *p,
 	const char *cmd = p->file_process ? p->file_process : p->config_process;
 	if (cmd) {
 		char why[600] = "";
-		rc = from_source(cmd, profile, out, why, sizeof(why));
+		rc = from_source(cmd, NULL, profile, out, why, sizeof(why));
 		return rc ? fail(c, rc, "%s", why) : 0;
 	}
 	rc = use_keys(c, &p->config_keys, profile, p->config_path, out);
@@ -302,11 +313,27 @@ int bfs_creds_load(const struct bfs_options *o, struct bfs_creds *out, char *err
 	if (rc != -ENOENT || c.said)
 		goto out;
 
+	/* 5. The EC2 instance's role. */
+	char imds[512];
+	const char *off = getenv("AWS_EC2_METADATA_DISABLED");
+	const char *url = o->imds_endpoint ? o->imds_endpoint : BFS_IMDS_DEFAULT;
+	if (off && strcasecmp(off, "true") == 0) {
+		snprintf(imds, sizeof(imds), "EC2 instance metadata: off, AWS_EC2_METADATA_DISABLED "
+			 "is true");
+	} else {
+		char why[400] = "";
+		rc = from_source(NULL, url, profile, out, why, sizeof(why));
+		if (rc != -ENOMEM && rc != 0)
+			snprintf(imds, sizeof(imds), "%s", why);
+		if (rc == 0 || rc == -ENOMEM)
+			goto out;
+	}
+
 	rc = fail(&c, -ENOENT, "no credentials found (looked in: $AWS_ACCESS_KEY_ID, %s [%s], "
-		  "%s [%s], ~/.passwd-s3fs, /etc/passwd-s3fs); set AWS_ACCESS_KEY_ID and "
+		  "%s [%s], ~/.passwd-s3fs, /etc/passwd-s3fs, %s); set AWS_ACCESS_KEY_ID and "
 		  "AWS_SECRET_ACCESS_KEY, or use -o profile= or -o passwd_file=",
 		  prof.credentials_path ? prof.credentials_path : "~/.aws/credentials", profile,
-		  prof.config_path ? prof.config_path : "~/.aws/config", profile);
+		  prof.config_path ? prof.config_path : "~/.aws/config", profile, imds);
 out:
 	if (rc == -ENOMEM && !c.said)
 		fail(&c, rc, "out of memory");

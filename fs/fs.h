@@ -44,6 +44,8 @@ struct bfs_options {
 	char *profile;        /* -o profile= | $AWS_PROFILE | "default" */
 	bool profile_named;   /* profile came from -o profile= or $AWS_PROFILE: it must exist */
 	bool profile_option;  /* from -o profile=: wins over $AWS_ACCESS_KEY_ID (as --profile) */
+	char *imds_endpoint;  /* -o imds_endpoint= | $AWS_EC2_METADATA_SERVICE_ENDPOINT | NULL
+	                       * (http://169.254.169.254) */
 	char *passwd_file;    /* -o passwd_file= (s3fs style KEY:SECRET, must not be group/other readable) */
 	char *cache_dir;      /* -o cache_dir= | ~/.cache/bucketfs/<host>/<bucket> | /var/cache/bucketfs/<host>/<bucket> for root */
 	double stat_ttl;      /* -o stat_ttl=SECONDS (default 5): attribute, entry and listing cache */

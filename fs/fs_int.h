@@ -509,6 +509,12 @@ void bfs_cmd_free(char **argv);
  * a one-line reason in err (exit status and the first line of its stderr, or the JSON
  * problem). Thread-safe. */
 int bfs_cred_process_run(const char *cmd, struct s3_creds *out, char *err, size_t errlen);
+
+/* fs/imds.c: the EC2 instance role's keys from the instance metadata service at endpoint
+ * ("http://169.254.169.254"), IMDSv2 (a session token first). 1 s to connect, 3 s per request.
+ * 0 and out filled (owned by the caller), or -errno with a one-line reason in err. */
+int bfs_imds_fetch(const char *endpoint, struct s3_creds *out, char *err, size_t errlen);
+#define BFS_IMDS_DEFAULT "http://169.254.169.254"
 /* ==== end of credential sources ==== */
 
 #endif

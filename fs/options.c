@@ -70,6 +70,10 @@ static const char usage_text[] =
 	"                       keys (or credential_process, renewed before they expire) win\n"
 	"                       over $AWS_ACCESS_KEY_ID\n"
 	"  passwd_file=PATH     s3fs-style KEY:SECRET or BUCKET:KEY:SECRET file (mode 600)\n"
+	"  imds_endpoint=URL    EC2 instance metadata service, asked for the instance role's keys\n"
+	"                       when nothing else has any (default\n"
+	"                       $AWS_EC2_METADATA_SERVICE_ENDPOINT, else http://169.254.169.254;\n"
+	"                       AWS_EC2_METADATA_DISABLED=true: not asked)\n"
 	"  parallel=N           concurrent S3 requests (default 16)\n"
 	"  part_size=SIZE       multipart upload part size (default 8M)\n"
 	"  timeout=SECONDS      a request moving under 1 KiB/s this long is cut and retried\n"
@@ -251,7 +255,7 @@ static const char *const valued[] = {
 	"endpoint", "region", "profile", "ca_file", "passwd_file", "cache_dir", "stat_ttl",
 	"upload_delay", "uid", "gid", "umask", "block_size", "cache_size", "cache_ttl",
 	"part_size", "parallel", "hmac_key_file", "hmac", "lock_wait", "timeout", "server_wait",
-	"consistency", "neg_ttl", "readahead", NULL,
+	"consistency", "neg_ttl", "readahead", "imds_endpoint", NULL,
 };
 
 /* A FUSE option with a value: checked where FUSE would only fail later, passed on. */
@@ -282,6 +286,8 @@ static int set_value(struct parse *p, const char *name, const char *value)
 
 	if (strcmp(name, "endpoint") == 0)
 		return set_endpoint(p, &o->endpoint, name, value);
+	if (strcmp(name, "imds_endpoint") == 0)
+		return set_endpoint(p, &o->imds_endpoint, name, value);
 	if (strcmp(name, "region") == 0)
 		return set_str(&o->region, value);
 	if (strcmp(name, "profile") == 0) {
@@ -705,6 +711,10 @@ static int parse(struct parse *p, int argc, char **argv)
 	bfs_aws_profile_free(&prof);
 	if (rc)
 		return rc;
+	if (!o->imds_endpoint && env("AWS_EC2_METADATA_SERVICE_ENDPOINT") &&
+	    (rc = set_endpoint(p, &o->imds_endpoint, "AWS_EC2_METADATA_SERVICE_ENDPOINT",
+			       env("AWS_EC2_METADATA_SERVICE_ENDPOINT"))))
+		return rc;
 	if (o->neg_ttl < 0)
 		o->neg_ttl = o->consistency == BFS_WRITEBACK ? o->stat_ttl : 1;
 	if (!o->cache_dir && (rc = default_cache_dir(o)))
@@ -754,6 +764,7 @@ void bfs_options_free(struct bfs_options *o)
 	free(o->region);
 	free(o->ca_file);
 	free(o->profile);
+	free(o->imds_endpoint);
 	free(o->passwd_file);
 	free(o->cache_dir);
 	free(o->hmac_key_file);

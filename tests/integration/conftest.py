@@ -58,8 +58,9 @@ mount     factory: m = mount(bucket, prefix=None, opts=[], env=None, check=True,
           daemon=False) runs
             bin/bucketfs BUCKET[:PREFIX] MNT [-f] -o endpoint=<proxy>,path_style,
                 region=us-east-1,cache_dir=<tmp>,<opts>
-          with AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY=S3RVER in the environment
-          (other AWS_* variables removed, HOME a fresh temp dir; `env` adds
+          with AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY=S3RVER and
+          AWS_EC2_METADATA_DISABLED=true in the environment (other AWS_*
+          variables removed, HOME a fresh temp dir; `env` adds
           variables, a None value removes one). Later -o options override
           earlier ones. Default: foreground (-f) subprocess, stdout+stderr to
           m.log, returns when MNT is a live mount. daemon=True: the normal
@@ -674,7 +675,9 @@ def mount(proxy, test_dir):
         return [bfs_bin(), spec, m.path] + ([] if daemon else ["-f"]) + ["-o", ",".join(o)]
     factory = _MountFactory(test_dir, "bucketfs", argv,
                             {"AWS_ACCESS_KEY_ID": ACCESS_KEY,
-                             "AWS_SECRET_ACCESS_KEY": SECRET_KEY})
+                             "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+                             # without keys, never ask the real 169.254.169.254
+                             "AWS_EC2_METADATA_DISABLED": "true"})
     yield factory
     factory.teardown()
 

@@ -11,10 +11,14 @@ A "second account" is a second key pair: the proxy learns it (proxy.credentials)
 it is a second user (radosgw-admin user create), with its own bucket. Temporary credentials are
 an extra key pair of the tests' user whose session tokens the proxy checks
 (proxy.session_tokens): a token past its expiry gets S3's 400 ExpiredToken."""
+import http.server
+import json
 import os
 import re
 import shlex
+import socket
 import subprocess
+import threading
 import time
 import uuid
 
@@ -427,3 +431,127 @@ def test_credential_process_failing_refresh(runner, proxy, s3, bucket, temp_key)
     assert '(second line)' not in log
     assert TEMP_SECRET not in log and 'tok-' not in log, 'a secret in the log'
     assert time.time() - t0 < 60
+
+
+# ---- EC2 instance metadata (IMDSv2) ---------------------------------------------------------
+
+class ImdsStub:
+    """IMDSv2 on 127.0.0.1: PUT /latest/api/token (with a TTL header) hands out a session
+    token; GETs must carry one it handed out (else 401, counted in .unauthorized) for the role
+    name and its keys: TEMP_KEY with session tokens tok-N-EXPIRY, good for `lifetime` s."""
+
+    def __init__(self, lifetime):
+        self.lifetime, self.tokens, self.fetches, self.puts, self.unauthorized = \
+            lifetime, set(), 0, 0, 0
+        self.lock = threading.Lock()
+        stub = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def reply(self, status, body=b''):
+                self.send_response(status)
+                self.send_header('Content-Length', str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_PUT(self):
+                ttl = self.headers.get('X-aws-ec2-metadata-token-ttl-seconds', '')
+                if self.path != '/latest/api/token' or not ttl.isdigit():
+                    return self.reply(400)
+                token = uuid.uuid4().hex
+                with stub.lock:
+                    stub.puts += 1
+                    stub.tokens.add(token)
+                self.reply(200, token.encode())
+
+            def do_GET(self):
+                with stub.lock:
+                    if self.headers.get('X-aws-ec2-metadata-token') not in stub.tokens:
+                        stub.unauthorized += 1
+                        return self.reply(401)
+                    base = '/latest/meta-data/iam/security-credentials/'
+                    if self.path == base:
+                        return self.reply(200, b'bfs-test-role')
+                    if self.path != base + 'bfs-test-role':
+                        return self.reply(404)
+                    stub.fetches += 1
+                    exp = int(time.time()) + stub.lifetime
+                    doc = {'Code': 'Success', 'Type': 'AWS-HMAC', 'AccessKeyId': TEMP_KEY,
+                           'SecretAccessKey': TEMP_SECRET,
+                           'Token': f'tok-{stub.fetches}-{exp}',
+                           'LastUpdated': time.strftime('%Y-%m-%dT%H:%M:%SZ'),
+                           'Expiration': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(exp))}
+                self.reply(200, json.dumps(doc).encode())
+
+        self.server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), Handler)
+        self.endpoint = f'http://127.0.0.1:{self.server.server_address[1]}'
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def imds_stub():
+    stubs = []
+
+    def start(lifetime=600):
+        stubs.append(ImdsStub(lifetime))
+        return stubs[-1]
+    yield start
+    for s in stubs:
+        s.stop()
+
+
+def test_imds_refresh(runner, proxy, s3, bucket, temp_key, imds_stub):
+    """No keys anywhere: the instance role's, from IMDSv2 (-o imds_endpoint=), renewed before
+    they expire while I/O goes on."""
+    stub = imds_stub(lifetime=6)
+    mnt, r = runner.run(bucket, opts=[f'imds_endpoint={stub.endpoint}'],
+                        env=runner.env(AWS_EC2_METADATA_DISABLED=None))
+    assert_mounted(r, mnt)
+    assert stub.fetches == 1
+    end, i = time.monotonic() + 14, 0
+    while time.monotonic() < end:
+        write_and_check(runner, s3, bucket, mnt, f'i{i}')
+        i += 1
+        time.sleep(0.3)
+    runner.unmount(mnt)
+    reqs = proxy.requests()
+    assert stub.fetches >= 3, f'the keys were fetched {stub.fetches} times in 14 s'
+    assert stub.puts >= stub.fetches, 'not one session token per fetch'
+    assert stub.unauthorized == 0, 'a metadata GET without the session token'
+    assert len({r.session_token for r in reqs}) >= 3
+    assert {r.access_key for r in reqs} == {temp_key}
+    refused = [(r.op, r.status) for r in reqs if r.status in (400, 403)]
+    assert not refused, f'requests refused (keys not renewed in time): {refused[:5]}'
+
+
+def test_imds_environment_and_absence(runner, proxy, s3, bucket, temp_key, imds_stub):
+    """$AWS_EC2_METADATA_SERVICE_ENDPOINT names the service; without one, the mount fails at
+    once with every place it looked; AWS_EC2_METADATA_DISABLED=true does not ask at all."""
+    stub = imds_stub()
+    mnt, r = runner.run(bucket, env=runner.env(AWS_EC2_METADATA_DISABLED=None,
+                                               AWS_EC2_METADATA_SERVICE_ENDPOINT=stub.endpoint))
+    assert_mounted(r, mnt)
+    write_and_check(runner, s3, bucket, mnt, 'via-imds')
+    runner.unmount(mnt)
+    assert stub.fetches == 1 and stub.unauthorized == 0
+
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        closed = f'http://127.0.0.1:{sock.getsockname()[1]}'
+    mnt, r = runner.run(bucket, opts=[f'imds_endpoint={closed}'],
+                        env=runner.env(AWS_EC2_METADATA_DISABLED=None))
+    assert_clean_failure(r, mnt, 'no credentials found (looked in: $AWS_ACCESS_KEY_ID',
+                         '.aws/credentials [default]', '.aws/config [default]',
+                         f'EC2 instance metadata: no session token from {closed}/latest/api/token')
+    assert r.seconds < 10, f'{r.seconds:.1f} s to find there is no instance metadata'
+
+    mnt, r = runner.run(bucket, opts=[f'imds_endpoint={stub.endpoint}'],
+                        env=runner.env(AWS_EC2_METADATA_DISABLED='true'))
+    assert_clean_failure(r, mnt, 'EC2 instance metadata: off, AWS_EC2_METADATA_DISABLED is true')
+    assert stub.puts == 1, 'the metadata service was asked although disabled'

@@ -262,6 +262,17 @@ static void test_precedence(void **state)
 	put("config", "[default]\naws_session_token = T\n", 0640);
 	assert_int_equal(parse(&o, NULL), -EACCES);
 	assert_non_null(strstr(err, "it holds aws_session_token (line 2)"));
+
+	/* imds_endpoint: -o, else $AWS_EC2_METADATA_SERVICE_ENDPOINT */
+	put("config", "", 0600);
+	setenv("AWS_EC2_METADATA_SERVICE_ENDPOINT", "http://127.0.0.1:1/", 1);
+	assert_int_equal(parse(&o, NULL), 0);
+	assert_string_equal(o.imds_endpoint, "http://127.0.0.1:1");
+	bfs_options_free(&o);
+	assert_int_equal(parse(&o, "imds_endpoint=http://127.0.0.2:2"), 0);
+	assert_string_equal(o.imds_endpoint, "http://127.0.0.2:2");
+	bfs_options_free(&o);
+	assert_int_equal(parse(&o, "imds_endpoint=169.254.169.254"), -EINVAL);
 }
 
 int main(void)

@@ -79,6 +79,7 @@ static int clean(void **state)
 	for (size_t i = 0; i < sizeof(vars) / sizeof(vars[0]); i++)
 		unsetenv(vars[i]);
 	setenv("HOME", home, 1);
+	setenv("AWS_EC2_METADATA_DISABLED", "true", 1); /* never the real 169.254.169.254 */
 	return teardown(state) || mkdir(home, 0700);
 }
 
@@ -298,7 +299,8 @@ static void test_nothing_found(void **state)
 	char want[3 * PATH_MAX];
 	snprintf(want, sizeof(want), "bucketfs: no credentials found (looked in: "
 		 "$AWS_ACCESS_KEY_ID, %s/.aws/credentials [default], %s/.aws/config [default], "
-		 "~/.passwd-s3fs, /etc/passwd-s3fs); set AWS_ACCESS_KEY_ID and "
+		 "~/.passwd-s3fs, /etc/passwd-s3fs, EC2 instance metadata: off, "
+		 "AWS_EC2_METADATA_DISABLED is true); set AWS_ACCESS_KEY_ID and "
 		 "AWS_SECRET_ACCESS_KEY, or use -o profile= or -o passwd_file=", home, home);
 	expect_error(&o, -ENOENT, want);
 }
