@@ -1,9 +1,16 @@
-/* fs/creds.c — where the access key comes from, in this order:
- *   1. $AWS_ACCESS_KEY_ID + $AWS_SECRET_ACCESS_KEY (+ $AWS_SESSION_TOKEN)
+/* fs/creds.c — where the access key comes from, in the AWS CLI's order:
+ *   1. $AWS_ACCESS_KEY_ID + $AWS_SECRET_ACCESS_KEY (+ $AWS_SESSION_TOKEN), unless -o profile=
+ *      names a profile (as the CLI's --profile does)
  *   2. -o passwd_file=PATH (s3fs format), when given
- *   3. ${AWS_SHARED_CREDENTIALS_FILE:-~/.aws/credentials}, section [profile]
+ *   3. the profile (-o profile=, $AWS_PROFILE, "default"): keys in
+ *      ${AWS_SHARED_CREDENTIALS_FILE:-~/.aws/credentials}, then its credential_process
+ *      (fs/cred_process.c), then keys in ${AWS_CONFIG_FILE:-~/.aws/config}
+ *      (fs/aws_config.c)
  *   4. s3fs's default passwd files: ~/.passwd-s3fs, then /etc/passwd-s3fs
- * A file that is readable, writable or executable by group or others is refused.
+ *   5. the EC2 instance role, from the instance metadata service (fs/imds.c), unless
+ *      $AWS_EC2_METADATA_DISABLED is true
+ * A profile named with -o profile= or $AWS_PROFILE must exist in one of the two files.
+ * A secret file that is readable, writable or executable by group or others is refused.
  * Secrets read from files are wiped from our buffers once copied. */
 #include <errno.h>
 #include <fcntl.h>
@@ -15,9 +22,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "fs/fs.h"
+#include "fs/fs_int.h"
 
-#define MAX_CRED_FILE (1 << 20)
 
 struct creds_ctx {
 	char *err;
@@ -30,24 +36,12 @@ static int fail(struct creds_ctx *c, int rc, const char *fmt, ...)
 static int fail(struct creds_ctx *c, int rc, const char *fmt, ...)
 {
 	va_list ap;
+	char msg[768];
 	c->said = true;
-	if (!c->errlen)
-		return rc;
-	int n = snprintf(c->err, c->errlen, "bucketfs: ");
-	if (n >= 0 && (size_t)n < c->errlen) {
-		va_start(ap, fmt);
-		vsnprintf(c->err + n, c->errlen - (size_t)n, fmt, ap);
-		va_end(ap);
-	}
-	return rc;
-}
-
-static void wipe_free(char *s)
-{
-	if (s) {
-		explicit_bzero(s, strlen(s));
-		free(s);
-	}
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	return bfs_say(c->err, c->errlen, rc, "%s", msg);
 }
 
 static int set_creds(struct bfs_creds *out, const char *key, size_t klen, const char *secret,
@@ -63,64 +57,12 @@ static int set_creds(struct bfs_creds *out, const char *key, size_t klen, const 
 	return 0;
 }
 
-/* Reads path into a malloc'd NUL-terminated buffer (wipe it with wipe_free). -ENOENT if the
- * file does not exist, -EACCES (with a message) if group/other may access it. */
+/* Reads a secret file; -ENOENT (no message) if it does not exist. */
 static int read_secret_file(struct creds_ctx *c, const char *path, char **out)
 {
-	struct stat st;
-	char *buf = NULL;
-	int rc = 0;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-
-	*out = NULL;
-	if (fd < 0) {
-		if (errno == ENOENT)
-			return -ENOENT;
-		return fail(c, -errno, "cannot open %s: %s", path, strerror(errno));
-	}
-	if (fstat(fd, &st) != 0) {
-		rc = fail(c, -errno, "cannot stat %s: %s", path, strerror(errno));
-		goto out;
-	}
-	if (!S_ISREG(st.st_mode)) {
-		rc = fail(c, -EINVAL, "%s is not a regular file", path);
-		goto out;
-	}
-	if (st.st_mode & (S_IRWXG | S_IRWXO)) {
-		rc = fail(c, -EACCES, "refusing %s: it is accessible by group or others "
-			  "(mode %03o); run chmod 600 %s", path, st.st_mode & 0777, path);
-		goto out;
-	}
-	if (st.st_size > MAX_CRED_FILE) {
-		rc = fail(c, -EFBIG, "%s is too large for a credentials file", path);
-		goto out;
-	}
-	if (!(buf = malloc((size_t)st.st_size + 1))) {
-		rc = -ENOMEM;
-		goto out;
-	}
-	size_t got = 0;
-	while (got < (size_t)st.st_size) {
-		ssize_t n = read(fd, buf + got, (size_t)st.st_size - got);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			rc = fail(c, -errno, "cannot read %s: %s", path, strerror(errno));
-			goto out;
-		}
-		if (n == 0)
-			break;
-		got += (size_t)n;
-	}
-	buf[got] = '\0';
-	*out = buf;
-	buf = NULL;
-out:
-	if (buf) {
-		explicit_bzero(buf, (size_t)st.st_size);
-		free(buf);
-	}
-	close(fd);
+	int rc = bfs_file_read(path, true, out, NULL, c->err, c->errlen);
+	if (rc && rc != -ENOENT)
+		c->said = true;
 	return rc;
 }
 
@@ -134,48 +76,106 @@ static const char *trim(const char *s, size_t *n)
 	return s;
 }
 
-/* Finds [profile] in an AWS shared credentials file (INI). */
-static int parse_credentials(struct creds_ctx *c, const char *path, const char *text,
-			     const char *profile, struct bfs_creds *out)
+/* Complete static keys from one file's profile: 0, -ENOENT if it has none, -EINVAL with a
+ * message for half a pair. */
+static int use_keys(struct creds_ctx *c, const struct bfs_aws_keys *k, const char *profile,
+		    const char *path, struct bfs_creds *out)
 {
-	const char *key = NULL, *secret = NULL, *token = NULL;
-	size_t klen = 0, slen = 0, tlen = 0;
-	bool in_profile = false, found = false;
-
-	for (const char *line = text; *line; ) {
-		size_t n = strcspn(line, "\n");
-		const char *next = line[n] ? line + n + 1 : line + n;
-		const char *s = trim(line, &n);
-		line = next;
-		if (n == 0 || s[0] == '#' || s[0] == ';')
-			continue;
-		if (s[0] == '[') {
-			if (s[n - 1] != ']')
-				continue;
-			size_t pn = n - 2;
-			const char *name = trim(s + 1, &pn);
-			in_profile = pn == strlen(profile) && strncmp(name, profile, pn) == 0;
-			found = found || in_profile;
-			continue;
-		}
-		const char *eq = memchr(s, '=', n);
-		if (!in_profile || !eq)
-			continue;
-		size_t kn = (size_t)(eq - s), vn = n - kn - 1;
-		const char *k = trim(s, &kn), *v = trim(eq + 1, &vn);
-		if (kn == 17 && strncasecmp(k, "aws_access_key_id", kn) == 0)
-			key = v, klen = vn;
-		else if (kn == 21 && strncasecmp(k, "aws_secret_access_key", kn) == 0)
-			secret = v, slen = vn;
-		else if (kn == 17 && strncasecmp(k, "aws_session_token", kn) == 0)
-			token = v, tlen = vn;
-	}
-	if (!found)
+	bool key = k->access_key && *k->access_key, secret = k->secret_key && *k->secret_key;
+	if (!key && !secret)
 		return -ENOENT;
-	if (!key || !klen || !secret || !slen)
-		return fail(c, -ENOENT, "profile [%s] in %s has no aws_access_key_id and "
-			    "aws_secret_access_key", profile, path);
-	return set_creds(out, key, klen, secret, slen, token, tlen);
+	if (!key || !secret)
+		return fail(c, -EINVAL, "profile [%s] in %s has %s but no %s", profile, path,
+			    key ? "aws_access_key_id" : "aws_secret_access_key",
+			    key ? "aws_secret_access_key" : "aws_access_key_id");
+	const char *t = k->session_token;
+	return set_creds(out, k->access_key, strlen(k->access_key), k->secret_key,
+			 strlen(k->secret_key), t, t ? strlen(t) : 0);
+}
+
+struct bfs_cred_source {
+	char *process;  /* credential_process command, or NULL: */
+	char *imds;     /* the instance metadata service at this URL */
+	char *profile;  /* for messages */
+};
+
+static void source_free(struct bfs_cred_source *s)
+{
+	if (!s)
+		return;
+	free(s->process);
+	free(s->imds);
+	free(s->profile);
+	free(s);
+}
+
+/* s3_creds_fn: new keys from the source (called by the S3 client before expiry). */
+static int source_fetch(void *arg, struct s3_creds *out, char *err, size_t errlen)
+{
+	struct bfs_cred_source *s = arg;
+	char why[512] = "";
+	if (s->imds) {
+		int rc = bfs_imds_fetch(s->imds, out, why, sizeof(why));
+		if (rc)
+			snprintf(err, errlen, "EC2 instance metadata: %s", why);
+		return rc;
+	}
+	int rc = bfs_cred_process_run(s->process, out, why, sizeof(why));
+	if (rc)
+		snprintf(err, errlen, "credential_process of profile [%s]: %s", s->profile, why);
+	return rc;
+}
+
+/* The first keys from a source (a credential_process, or the instance metadata at imds),
+ * which is kept to renew them. On failure, the reason in why. */
+static int from_source(const char *cmd, const char *imds, const char *profile,
+		       struct bfs_creds *out, char *why, size_t whylen)
+{
+	struct bfs_cred_source *src = calloc(1, sizeof(*src));
+	struct s3_creds k = { 0 };
+	int rc = -ENOMEM;
+	if (!src || (cmd && !(src->process = strdup(cmd))) || (imds && !(src->imds = strdup(imds)))
+	    || !(src->profile = strdup(profile))) {
+		snprintf(why, whylen, "out of memory");
+		goto out;
+	}
+	if ((rc = source_fetch(src, &k, why, whylen)))
+		goto out;
+	out->access_key = k.access_key;
+	out->secret_key = k.secret_key;
+	out->session_token = k.session_token;
+	out->expiration = k.expiration;
+	out->source = src;
+	src = NULL;
+	memset(&k, 0, sizeof(k));
+out:
+	source_free(src);
+	s3_creds_free(&k);
+	return rc;
+}
+
+/* The profile's credentials in the CLI's order: keys in the credentials file, its
+ * credential_process, keys in the config file. -ENOENT (no message) when it has none. */
+static int from_profile(struct creds_ctx *c, const struct bfs_aws_profile *p,
+			const char *profile, struct bfs_creds *out)
+{
+	int rc = use_keys(c, &p->file_keys, profile, p->credentials_path, out);
+	if (rc != -ENOENT)
+		return rc;
+	const char *cmd = p->file_process ? p->file_process : p->config_process;
+	if (cmd) {
+		char why[600] = "";
+		rc = from_source(cmd, NULL, profile, out, why, sizeof(why));
+		return rc ? fail(c, rc, "%s", why) : 0;
+	}
+	rc = use_keys(c, &p->config_keys, profile, p->config_path, out);
+	if (rc != -ENOENT)
+		return rc;
+	if (p->in_config || p->in_credentials)
+		return fail(c, -ENOENT, "profile [%s] has no credentials (aws_access_key_id and "
+			    "aws_secret_access_key, or credential_process) in %s or %s", profile,
+			    p->credentials_path, p->config_path ? p->config_path : "~/.aws/config");
+	return -ENOENT;
 }
 
 /* s3fs's passwd file: "KEY:SECRET" lines, or "BUCKET:KEY:SECRET" for one bucket, which wins
@@ -242,79 +242,103 @@ static int try_passwd(struct creds_ctx *c, const char *path, const char *bucket,
 	if (rc)
 		return rc;
 	rc = parse_passwd(c, path, text, bucket, out);
-	wipe_free(text);
+	bfs_wipe_free(text);
 	return rc;
 }
 
 int bfs_creds_load(const struct bfs_options *o, struct bfs_creds *out, char *err, size_t errlen)
 {
 	struct creds_ctx c = {.err = err, .errlen = errlen};
+	struct bfs_aws_profile prof;
 	const char *home = getenv("HOME");
-	char *path = NULL, *text = NULL;
+	const char *profile = o->profile ? o->profile : "default";
+	bool named = o->profile_named || strcmp(profile, "default") != 0;
+	char *path = NULL;
 	int rc;
 
 	memset(out, 0, sizeof(*out));
 	if (errlen)
 		err[0] = '\0';
 
-	/* 1. The environment. */
+	/* A profile asked for by name must exist, whatever supplies the keys. */
+	rc = bfs_aws_profile_load(profile, true, &prof, err, errlen);
+	if (rc)
+		return rc;
+	if (named && !prof.in_config && !prof.in_credentials) {
+		rc = fail(&c, -ENOENT, "profile [%s] not found in %s or %s", profile,
+			  prof.config_path ? prof.config_path : "~/.aws/config",
+			  prof.credentials_path ? prof.credentials_path : "~/.aws/credentials");
+		goto out;
+	}
+
+	/* 1. The environment, unless -o profile= chose a profile. */
 	const char *k = getenv("AWS_ACCESS_KEY_ID"), *s = getenv("AWS_SECRET_ACCESS_KEY");
 	const char *t = getenv("AWS_SESSION_TOKEN");
-	if (k && *k && s && *s)
-		return set_creds(out, k, strlen(k), s, strlen(s), t, t ? strlen(t) : 0);
-	if ((k && *k) || (s && *s))
-		return fail(&c, -ENOENT, "%s is set but %s is not", k && *k ? "AWS_ACCESS_KEY_ID"
-			    : "AWS_SECRET_ACCESS_KEY", k && *k ? "AWS_SECRET_ACCESS_KEY"
-			    : "AWS_ACCESS_KEY_ID");
+	if (!o->profile_option && k && *k && s && *s) {
+		rc = set_creds(out, k, strlen(k), s, strlen(s), t, t ? strlen(t) : 0);
+		goto out;
+	}
+	if (!o->profile_option && ((k && *k) || (s && *s))) {
+		rc = fail(&c, -ENOENT, "%s is set but %s is not", k && *k ? "AWS_ACCESS_KEY_ID"
+			  : "AWS_SECRET_ACCESS_KEY", k && *k ? "AWS_SECRET_ACCESS_KEY"
+			  : "AWS_ACCESS_KEY_ID");
+		goto out;
+	}
 
 	/* 2. An explicit passwd file must work. */
 	if (o->passwd_file) {
 		rc = try_passwd(&c, o->passwd_file, o->bucket, out);
 		if (rc == -ENOENT && !c.said)
-			return fail(&c, -ENOENT, "passwd_file %s does not exist", o->passwd_file);
-		return rc;
+			rc = fail(&c, -ENOENT, "passwd_file %s does not exist", o->passwd_file);
+		goto out;
 	}
 
-	/* 3. The shared credentials file. */
-	const char *cred = getenv("AWS_SHARED_CREDENTIALS_FILE");
-	const char *profile = o->profile ? o->profile : "default";
-	if (cred && *cred)
-		path = strdup(cred);
-	else if (home && asprintf(&path, "%s/.aws/credentials", home) < 0)
-		path = NULL;
-	if ((cred && *cred) || home) {
-		if (!path)
-			return -ENOMEM;
-		rc = read_secret_file(&c, path, &text);
-		if (rc == 0) {
-			rc = parse_credentials(&c, path, text, profile, out);
-			wipe_free(text);
-			if (rc == -ENOENT && !c.said && strcmp(profile, "default") != 0)
-				rc = fail(&c, -ENOENT, "no profile [%s] in %s", profile, path);
-		}
-		if (rc != -ENOENT || c.said) {
-			free(path);
-			return rc;
-		}
-		free(path);
-		path = NULL;
-	}
+	/* 3. The profile in the shared files. */
+	rc = from_profile(&c, &prof, profile, out);
+	if (rc != -ENOENT || c.said)
+		goto out;
 
 	/* 4. s3fs's defaults. */
 	if (home) {
-		if (asprintf(&path, "%s/.passwd-s3fs", home) < 0)
-			return -ENOMEM;
+		if (asprintf(&path, "%s/.passwd-s3fs", home) < 0) {
+			rc = -ENOMEM;
+			goto out;
+		}
 		rc = try_passwd(&c, path, o->bucket, out);
 		free(path);
 		if (rc != -ENOENT || c.said)
-			return rc;
+			goto out;
 	}
 	rc = try_passwd(&c, "/etc/passwd-s3fs", o->bucket, out);
 	if (rc != -ENOENT || c.said)
-		return rc;
+		goto out;
 
-	return fail(&c, -ENOENT, "no credentials: set AWS_ACCESS_KEY_ID and "
-		    "AWS_SECRET_ACCESS_KEY, or use ~/.aws/credentials or -o passwd_file=");
+	/* 5. The EC2 instance's role. */
+	char imds[512];
+	const char *off = getenv("AWS_EC2_METADATA_DISABLED");
+	const char *url = o->imds_endpoint ? o->imds_endpoint : BFS_IMDS_DEFAULT;
+	if (off && strcasecmp(off, "true") == 0) {
+		snprintf(imds, sizeof(imds), "EC2 instance metadata: off, AWS_EC2_METADATA_DISABLED "
+			 "is true");
+	} else {
+		char why[400] = "";
+		rc = from_source(NULL, url, profile, out, why, sizeof(why));
+		if (rc != -ENOMEM && rc != 0)
+			snprintf(imds, sizeof(imds), "%s", why);
+		if (rc == 0 || rc == -ENOMEM)
+			goto out;
+	}
+
+	rc = fail(&c, -ENOENT, "no credentials found (looked in: $AWS_ACCESS_KEY_ID, %s [%s], "
+		  "%s [%s], ~/.passwd-s3fs, /etc/passwd-s3fs, %s); set AWS_ACCESS_KEY_ID and "
+		  "AWS_SECRET_ACCESS_KEY, or use -o profile= or -o passwd_file=",
+		  prof.credentials_path ? prof.credentials_path : "~/.aws/credentials", profile,
+		  prof.config_path ? prof.config_path : "~/.aws/config", profile, imds);
+out:
+	if (rc == -ENOMEM && !c.said)
+		fail(&c, rc, "out of memory");
+	bfs_aws_profile_free(&prof);
+	return rc;
 }
 
 void bfs_s3_config(const struct bfs_options *o, const struct bfs_creds *cr,
@@ -330,6 +354,9 @@ void bfs_s3_config(const struct bfs_options *o, const struct bfs_creds *cr,
 		.access_key = cr->access_key,
 		.secret_key = cr->secret_key,
 		.session_token = cr->session_token,
+		.creds_expiration = cr->expiration,
+		.creds_fn = cr->source ? source_fetch : NULL,
+		.creds_arg = cr->source,
 		.max_connections = o->max_connections,
 		.part_size = o->part_size,
 		.copy_limit = o->copy_limit,
@@ -340,8 +367,9 @@ void bfs_s3_config(const struct bfs_options *o, const struct bfs_creds *cr,
 
 void bfs_creds_free(struct bfs_creds *c)
 {
-	wipe_free(c->access_key);
-	wipe_free(c->secret_key);
-	wipe_free(c->session_token);
+	bfs_wipe_free(c->access_key);
+	bfs_wipe_free(c->secret_key);
+	bfs_wipe_free(c->session_token);
+	source_free(c->source);
 	memset(c, 0, sizeof(*c));
 }

@@ -34,12 +34,18 @@ struct bfs_options {
 	char *bucket;         /* BUCKET of BUCKET[:PREFIX] */
 	char *prefix;         /* "" or "some/prefix/" (always ends in '/') */
 	char *mountpoint;     /* absolute path */
-	char *endpoint;       /* -o endpoint= | $AWS_ENDPOINT_URL | NULL (AWS) */
-	char *region;         /* -o region= | $AWS_REGION | $AWS_DEFAULT_REGION | "us-east-1" */
+	char *endpoint;       /* -o endpoint= | $AWS_ENDPOINT_URL_S3 | $AWS_ENDPOINT_URL | the profile's
+	                       * s3 endpoint_url, endpoint_url in ~/.aws/config | NULL (AWS) */
+	char *region;         /* -o region= | $AWS_REGION | $AWS_DEFAULT_REGION | the profile's region
+	                       * in ~/.aws/config | "us-east-1" */
 	bool path_style;      /* -o path_style */
 	bool insecure;        /* -o no_verify_ssl: TLS verification off (default on) */
 	char *ca_file;        /* -o ca_file= */
 	char *profile;        /* -o profile= | $AWS_PROFILE | "default" */
+	bool profile_named;   /* profile came from -o profile= or $AWS_PROFILE: it must exist */
+	bool profile_option;  /* from -o profile=: wins over $AWS_ACCESS_KEY_ID (as --profile) */
+	char *imds_endpoint;  /* -o imds_endpoint= | $AWS_EC2_METADATA_SERVICE_ENDPOINT | NULL
+	                       * (http://169.254.169.254) */
 	char *passwd_file;    /* -o passwd_file= (s3fs style KEY:SECRET, must not be group/other readable) */
 	char *cache_dir;      /* -o cache_dir= | ~/.cache/bucketfs/<host>/<bucket> | /var/cache/bucketfs/<host>/<bucket> for root */
 	double stat_ttl;      /* -o stat_ttl=SECONDS (default 5): attribute, entry and listing cache */
@@ -86,9 +92,14 @@ void bfs_options_free(struct bfs_options *o);
 
 /* ---- credentials (fs/creds.c) ---- */
 
+/* Where new temporary keys come from (credential_process, instance metadata). Opaque. */
+struct bfs_cred_source;
 /* Access key, secret and token. Owner: caller; bfs_creds_free wipes and frees. */
 struct bfs_creds {
 	char *access_key, *secret_key, *session_token;
+	time_t expiration;              /* 0: they do not expire */
+	struct bfs_cred_source *source; /* NULL for static keys; owned; the S3 clients made with
+	                                 * bfs_s3_config use it, so it outlives them */
 };
 /* Order: $AWS_ACCESS_KEY_ID/$AWS_SECRET_ACCESS_KEY[/$AWS_SESSION_TOKEN], then
  * ${AWS_SHARED_CREDENTIALS_FILE:-~/.aws/credentials} [profile], then passwd_file (also when
@@ -97,7 +108,8 @@ struct bfs_creds {
  * -ENOENT with a message when none is found. err gets one line. */
 int bfs_creds_load(const struct bfs_options *o, struct bfs_creds *out, char *err, size_t errlen);
 void bfs_creds_free(struct bfs_creds *c);
-/* The S3 client settings the options and credentials give (strings borrowed from both). */
+/* The S3 client settings the options and credentials give (strings borrowed from both; with
+ * a source, cfg->creds_fn asks it for new keys before they expire). */
 void bfs_s3_config(const struct bfs_options *o, const struct bfs_creds *cr,
 		   struct s3_config *cfg);
 

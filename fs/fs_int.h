@@ -502,4 +502,77 @@ int bfs_integrity_verify_fd(struct bfs_fs *fs, const char *key, const char *etag
 			    const struct s3_meta *m, int fd, uint64_t size);
 /* ==== end of integrity.c ==== */
 
+
+/* ==== credential sources (fs/aws_config.c; used by fs/creds.c and fs/options.c) ==== */
+
+/* Writes "bucketfs: " + the message into err (one line) and returns rc. */
+int bfs_say(char *err, size_t errlen, int rc, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+/* explicit_bzero + free of a NUL-terminated secret (NULL is fine). */
+void bfs_wipe_free(char *s);
+/* Reads a regular file (up to 1 MiB) into *out (malloc'd, NUL-terminated; the caller wipes
+ * it with bfs_wipe_free). secret: refuse (-EACCES with a message) a file group or others may
+ * access. mode (nullable) gets st_mode. -ENOENT without a message if it does not exist. */
+int bfs_file_read(const char *path, bool secret, char **out, mode_t *mode, char *err,
+		  size_t errlen);
+
+/* Static keys of one profile in one file; strings malloc'd, wiped by bfs_aws_profile_free. */
+struct bfs_aws_keys {
+	char *access_key, *secret_key, *session_token;
+};
+/* One profile as found in ${AWS_CONFIG_FILE:-~/.aws/config} and
+ * ${AWS_SHARED_CREDENTIALS_FILE:-~/.aws/credentials}. Owner: the caller; strings malloc'd. */
+struct bfs_aws_profile {
+	char *config_path, *credentials_path; /* NULL without $HOME and the variable */
+	bool in_config, in_credentials;       /* the profile's section exists there */
+	char *region;                         /* config: region */
+	char *endpoint_url;                   /* config: endpoint_url (all services) */
+	char *s3_endpoint_url;                /* config: [services X] s3 = endpoint_url, else the
+					       * profile's own nested s3 = endpoint_url */
+	bool path_style;                      /* config: s3 = addressing_style = path */
+	bool ignore_endpoints;                /* config: ignore_configured_endpoint_urls = true */
+	struct bfs_aws_keys config_keys;      /* aws_access_key_id... in the config file */
+	struct bfs_aws_keys file_keys;        /* ... in the credentials file */
+	char *config_process, *file_process;  /* credential_process in either file */
+};
+/* Loads profile name from the config file and, when with_credentials, from the credentials
+ * file. Missing files are not an error (the in_* flags say what was found). A credentials file
+ * group/other may access, a config file holding secrets that group/other may access or one
+ * with a credential_process that group/other may write: -EACCES with a message in err. */
+int bfs_aws_profile_load(const char *name, bool with_credentials, struct bfs_aws_profile *out,
+			 char *err, size_t errlen);
+void bfs_aws_profile_free(struct bfs_aws_profile *p);
+
+/* fs/cred_json.c: the JSON of credential_process (BFS_CRED_JSON_PROCESS: Version 1,
+ * AccessKeyId, SecretAccessKey, optional SessionToken and Expiration) and of EC2 instance
+ * metadata (BFS_CRED_JSON_IMDS: Code Success if present, AccessKeyId, SecretAccessKey, Token,
+ * Expiration). Fills out (owned by the caller: s3_creds_free); 0, or -EINVAL with the reason
+ * in err (field names, never values), -ENOMEM. */
+enum bfs_cred_json { BFS_CRED_JSON_PROCESS, BFS_CRED_JSON_IMDS };
+int bfs_cred_json_parse(const char *text, size_t len, enum bfs_cred_json kind,
+			struct s3_creds *out, char *err, size_t errlen);
+/* "2026-12-02T06:30:00Z", with optional fraction, "Z" or "+HH:MM"/"-HHMM". 0 or -EINVAL. */
+int bfs_iso8601_parse(const char *s, time_t *out);
+
+/* fs/cred_process.c: credential_process. The command is split into words the way the AWS CLI
+ * does (a POSIX shell's quoting: '...', "..." with \" and \\, \ outside quotes; no
+ * expansion, no shell) and run with the environment, stdin /dev/null and no other open files,
+ * for at most BFS_CRED_PROCESS_TIMEOUT_S seconds. */
+#define BFS_CRED_PROCESS_TIMEOUT_S 60
+/* argv (NULL-terminated, malloc'd: bfs_cmd_free) of cmd. -EINVAL for an unterminated quote,
+ * a trailing backslash or no words. */
+int bfs_cmd_split(const char *cmd, char ***argv);
+void bfs_cmd_free(char **argv);
+/* Runs cmd and parses what it prints. 0 and out filled (owned by the caller), or -errno with
+ * a one-line reason in err (exit status and the first line of its stderr, or the JSON
+ * problem). Thread-safe. */
+int bfs_cred_process_run(const char *cmd, struct s3_creds *out, char *err, size_t errlen);
+
+/* fs/imds.c: the EC2 instance role's keys from the instance metadata service at endpoint
+ * ("http://169.254.169.254"), IMDSv2 (a session token first). 1 s to connect, 3 s per request.
+ * 0 and out filled (owned by the caller), or -errno with a one-line reason in err. */
+int bfs_imds_fetch(const char *endpoint, struct s3_creds *out, char *err, size_t errlen);
+#define BFS_IMDS_DEFAULT "http://169.254.169.254"
+/* ==== end of credential sources ==== */
+
 #endif

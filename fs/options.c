@@ -14,9 +14,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
-#include "fs/fs.h"
+#include "fs/fs_int.h"
 #include "util/util.h"
 
 #ifndef BFS_VERSION
@@ -56,14 +57,23 @@ static const char usage_text[] =
 	"  -V, --version        version\n"
 	"\n"
 	"S3:\n"
-	"  endpoint=URL         S3 endpoint, e.g. http://127.0.0.1:4568 (default $AWS_ENDPOINT_URL,\n"
-	"                       else AWS)\n"
-	"  region=NAME          signing region (default $AWS_REGION, $AWS_DEFAULT_REGION, us-east-1)\n"
+	"  endpoint=URL         S3 endpoint, e.g. http://127.0.0.1:4568 (default\n"
+	"                       $AWS_ENDPOINT_URL_S3, $AWS_ENDPOINT_URL, the profile's s3\n"
+	"                       endpoint_url or endpoint_url in ~/.aws/config, else AWS)\n"
+	"  region=NAME          signing region (default $AWS_REGION, $AWS_DEFAULT_REGION, the\n"
+	"                       profile's region in ~/.aws/config, else us-east-1)\n"
 	"  path_style           http://host/bucket/key instead of http://bucket.host/key\n"
 	"  no_verify_ssl        do not verify the server's TLS certificate\n"
 	"  ca_file=PATH         CA certificates to verify the server with\n"
-	"  profile=NAME         profile in the credentials file (default $AWS_PROFILE, default)\n"
+	"  profile=NAME         profile in ~/.aws/credentials and ~/.aws/config (default\n"
+	"                       $AWS_PROFILE, else default); a named profile must exist, and its\n"
+	"                       keys (or credential_process, renewed before they expire) win\n"
+	"                       over $AWS_ACCESS_KEY_ID\n"
 	"  passwd_file=PATH     s3fs-style KEY:SECRET or BUCKET:KEY:SECRET file (mode 600)\n"
+	"  imds_endpoint=URL    EC2 instance metadata service, asked for the instance role's keys\n"
+	"                       when nothing else has any (default\n"
+	"                       $AWS_EC2_METADATA_SERVICE_ENDPOINT, else http://169.254.169.254;\n"
+	"                       AWS_EC2_METADATA_DISABLED=true: not asked)\n"
 	"  parallel=N           concurrent S3 requests (default 16)\n"
 	"  part_size=SIZE       multipart upload part size (default 8M)\n"
 	"  copy_limit=SIZE      largest object the server copies in one request (rename,\n"
@@ -228,7 +238,7 @@ static bool parse_uint(const char *s, unsigned long long max, unsigned long long
 }
 
 /* "http[s]://host[:port][/path]" without trailing slashes into *dst. */
-static int set_endpoint(struct parse *p, const char *name, const char *url)
+static int set_endpoint(struct parse *p, char **dst, const char *name, const char *url)
 {
 	const char *rest = NULL;
 	if (strncmp(url, "http://", 7) == 0)
@@ -243,8 +253,8 @@ static int set_endpoint(struct parse *p, const char *name, const char *url)
 	char *copy = strndup(url, n);
 	if (!copy)
 		return -ENOMEM;
-	free(p->o->endpoint);
-	p->o->endpoint = copy;
+	free(*dst);
+	*dst = copy;
 	return 0;
 }
 
@@ -253,7 +263,8 @@ static const char *const valued[] = {
 	"endpoint", "region", "profile", "ca_file", "passwd_file", "cache_dir", "stat_ttl",
 	"upload_delay", "uid", "gid", "umask", "block_size", "cache_size", "cache_ttl",
 	"part_size", "copy_limit", "parallel", "hmac_key_file", "hmac", "lock_wait", "timeout",
-	"server_wait", "consistency", "neg_ttl", "readahead", "log_level", "slow_ms", NULL,
+	"server_wait", "consistency", "neg_ttl", "readahead", "log_level", "slow_ms",
+	"imds_endpoint", NULL,
 };
 
 /* A FUSE option with a value: checked where FUSE would only fail later, passed on. */
@@ -283,11 +294,15 @@ static int set_value(struct parse *p, const char *name, const char *value)
 	uint64_t size;
 
 	if (strcmp(name, "endpoint") == 0)
-		return set_endpoint(p, name, value);
+		return set_endpoint(p, &o->endpoint, name, value);
+	if (strcmp(name, "imds_endpoint") == 0)
+		return set_endpoint(p, &o->imds_endpoint, name, value);
 	if (strcmp(name, "region") == 0)
 		return set_str(&o->region, value);
-	if (strcmp(name, "profile") == 0)
+	if (strcmp(name, "profile") == 0) {
+		o->profile_named = o->profile_option = true;
 		return set_str(&o->profile, value);
+	}
 
 	char **path = strcmp(name, "ca_file") == 0 ? &o->ca_file
 		    : strcmp(name, "passwd_file") == 0 ? &o->passwd_file
@@ -618,6 +633,45 @@ static int default_fsname(struct bfs_options *o)
 	return rc;
 }
 
+static bool env_true(const char *name)
+{
+	const char *v = env(name);
+	return v && strcasecmp(v, "true") == 0;
+}
+
+/* Endpoint, region and addressing style: -o > environment > the profile in the config file. */
+static int config_fill(struct parse *p, const struct bfs_aws_profile *prof)
+{
+	struct bfs_options *o = p->o;
+	bool ignore = env_true("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS") || prof->ignore_endpoints;
+	const char *e;
+	int rc;
+
+	if (!o->endpoint && !ignore) {
+		char what[PATH_MAX + 64];
+		const char *name = env("AWS_ENDPOINT_URL_S3") ? "AWS_ENDPOINT_URL_S3"
+				 : env("AWS_ENDPOINT_URL") ? "AWS_ENDPOINT_URL" : NULL;
+		const char *url = name ? env(name) : NULL;
+		if (!url && (url = prof->s3_endpoint_url ? prof->s3_endpoint_url
+						     : prof->endpoint_url)) {
+			snprintf(what, sizeof(what), "endpoint_url in %s", prof->config_path);
+			name = what;
+		}
+		if (url && (rc = set_endpoint(p, &o->endpoint, name, url)))
+			return rc;
+	}
+	if (!o->region && (e = env("AWS_REGION") ? env("AWS_REGION") : env("AWS_DEFAULT_REGION")))
+		if ((rc = set_str(&o->region, e)))
+			return rc;
+	if (!o->region && prof->region && (rc = set_str(&o->region, prof->region)))
+		return rc;
+	if (!o->region && (rc = set_str(&o->region, "us-east-1")))
+		return rc;
+	if (prof->path_style)
+		o->path_style = true;
+	return 0;
+}
+
 static int parse(struct parse *p, int argc, char **argv)
 {
 	struct bfs_options *o = p->o;
@@ -667,18 +721,25 @@ static int parse(struct parse *p, int argc, char **argv)
 	if ((rc = set_bucket(p, positional[0])) || (rc = set_mountpoint(p, positional[1])))
 		return rc;
 
-	/* The environment fills what the command line left open. */
-	const char *ename = env("AWS_ENDPOINT_URL_S3") ? "AWS_ENDPOINT_URL_S3" : "AWS_ENDPOINT_URL";
-	const char *e;
-	if (!o->endpoint && env(ename) && (rc = set_endpoint(p, ename, env(ename))))
-		return rc;
-	if (!o->region && (e = env("AWS_REGION") ? env("AWS_REGION") : env("AWS_DEFAULT_REGION")))
-		if ((rc = set_str(&o->region, e)))
+	/* The environment, then the profile in ~/.aws/config, fill what the command line left
+	 * open (the AWS CLI's order). */
+	if (!o->profile && env("AWS_PROFILE")) {
+		if ((rc = set_str(&o->profile, env("AWS_PROFILE"))))
 			return rc;
-	if (!o->region && (rc = set_str(&o->region, "us-east-1")))
+		o->profile_named = true;
+	}
+	if (!o->profile && (rc = set_str(&o->profile, "default")))
 		return rc;
-	if (!o->profile && (rc = set_str(&o->profile, env("AWS_PROFILE") ? env("AWS_PROFILE")
-									 : "default")))
+	struct bfs_aws_profile prof;
+	if ((rc = bfs_aws_profile_load(o->profile, false, &prof, p->err, p->errlen)))
+		return rc;
+	rc = config_fill(p, &prof);
+	bfs_aws_profile_free(&prof);
+	if (rc)
+		return rc;
+	if (!o->imds_endpoint && env("AWS_EC2_METADATA_SERVICE_ENDPOINT") &&
+	    (rc = set_endpoint(p, &o->imds_endpoint, "AWS_EC2_METADATA_SERVICE_ENDPOINT",
+			       env("AWS_EC2_METADATA_SERVICE_ENDPOINT"))))
 		return rc;
 	if (!o->log_level)
 		o->log_level = o->debug ? BFS_LOG_DEBUG : BFS_LOG_INFO;
@@ -733,6 +794,7 @@ void bfs_options_free(struct bfs_options *o)
 	free(o->region);
 	free(o->ca_file);
 	free(o->profile);
+	free(o->imds_endpoint);
 	free(o->passwd_file);
 	free(o->cache_dir);
 	free(o->hmac_key_file);

@@ -69,12 +69,12 @@ int s3_client_new(const struct s3_config *cfg, struct s3_client **out)
 
 	c->region = dup_or_null(cfg->region ? cfg->region : "us-east-1", &oom);
 	c->bucket = dup_or_null(cfg->bucket, &oom);
-	c->access_key = dup_or_null(cfg->access_key, &oom);
-	c->secret_key = dup_or_null(cfg->secret_key, &oom);
-	c->session_token = dup_or_null(cfg->session_token, &oom);
 	c->ca_file = dup_or_null(cfg->ca_file, &oom);
 	if (oom)
 		goto nomem;
+	if ((rc = s3_creds_init(c, cfg)))
+		goto fail;
+	rc = -EINVAL;
 	if (!cfg->endpoint && asprintf(&aws, "https://s3.%s.amazonaws.com", c->region) < 0) {
 		aws = NULL;
 		goto nomem;
@@ -82,7 +82,7 @@ int s3_client_new(const struct s3_config *cfg, struct s3_client **out)
 	rc = parse_endpoint(cfg->endpoint ? cfg->endpoint : aws, &c->scheme, &c->host);
 	if (rc)
 		goto fail;
-	if (strpbrk(c->bucket, "/\r\n") || strpbrk(c->session_token ? c->session_token : "", "\r\n")) {
+	if (strpbrk(c->bucket, "/\r\n")) {
 		rc = -EINVAL;
 		goto fail;
 	}
@@ -128,15 +128,12 @@ void s3_client_free(struct s3_client *c)
 	free(c->idle);
 	pthread_mutex_destroy(&c->pool_lock);
 	pthread_cond_destroy(&c->pool_cond);
-	if (c->secret_key)
-		explicit_bzero(c->secret_key, strlen(c->secret_key));
+	if (c->creds_lock_ready)
+		s3_creds_destroy(c);
 	free(c->scheme);
 	free(c->host);
 	free(c->region);
 	free(c->bucket);
-	free(c->access_key);
-	free(c->secret_key);
-	free(c->session_token);
 	free(c->ca_file);
 	free(c);
 }

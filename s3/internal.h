@@ -20,7 +20,7 @@ struct s3_client {
 	/* Immutable after s3_client_new: readable by any thread without a lock. */
 	char *scheme;        /* "https" */
 	char *host;          /* "s3.us-east-1.amazonaws.com" or "127.0.0.1:4568" */
-	char *region, *bucket, *access_key, *secret_key, *session_token, *ca_file;
+	char *region, *bucket, *ca_file;
 	bool path_style, insecure;
 	int max_connections;
 	uint64_t part_size;
@@ -44,12 +44,51 @@ struct s3_client {
 		struct bfs_hist latency;
 	} ops[S3_OP_COUNT];
 
+	/* Credentials (s3/creds.c). creds_lock protects the creds pointer, held only to take a
+	 * reference or swap it; refresh_lock serialises calls of creds_fn (held across its I/O,
+	 * never while taking creds_lock for long). */
+	pthread_mutex_t creds_lock;
+	bool creds_lock_ready;       /* s3_creds_init ran: the locks exist */
+	struct s3_cred_set *creds;
+	pthread_mutex_t refresh_lock;
+	s3_creds_fn creds_fn;
+	void *creds_arg;
+	atomic_llong creds_next_try; /* after a failed refresh: no new attempt before (time_t) */
+	atomic_llong creds_last_try; /* when creds_fn was last asked (time_t) */
+
 	/* Counters; lock-free. */
 	struct {
 		atomic_uint_least64_t get, put, head, list, copy, del, multipart, retries, errors;
 		atomic_uint_least64_t bytes_up, bytes_down;
 	} stats;
 };
+
+/* ---- creds.c ---- */
+
+/* One set of keys in use; immutable once published, freed (wiped) by the last reference. */
+struct s3_cred_set {
+	atomic_int refs;
+	char *access_key, *secret_key, *session_token;
+	time_t expiration; /* 0 = never */
+	time_t refresh_at; /* ask creds_fn from then on; 0 = never */
+};
+/* When to refresh keys obtained at now that expire at expiration: min(5 min, half their
+ * remaining lifetime) before it; 0 for keys that do not expire. */
+time_t s3_creds_refresh_at(time_t now, time_t expiration);
+/* Sets up c's credentials from cfg (copies the keys). 0, -EINVAL (no keys, CR/LF in the
+ * token) or -ENOMEM. */
+int s3_creds_init(struct s3_client *c, const struct s3_config *cfg);
+void s3_creds_destroy(struct s3_client *c);
+/* The keys to sign with at wall-clock time now, refreshed first when they are due (a thread
+ * finding another one refreshing goes on with the current keys unless they have expired).
+ * Never NULL; release with s3_creds_put. Thread-safe. */
+struct s3_cred_set *s3_creds_get(struct s3_client *c, time_t now);
+void s3_creds_put(struct s3_cred_set *cs);
+/* S3 refused used (ExpiredToken, InvalidAccessKeyId..., or a HEAD's bare 400/403 with keys
+ * that expire) at time now: fetches new keys unless someone already has, or the provider was
+ * asked less than RETRY_S ago. true if the keys now in use differ from used (worth one
+ * retry). */
+bool s3_creds_rejected(struct s3_client *c, struct s3_cred_set *used, time_t now);
 
 /* ---- errmap.c ---- */
 

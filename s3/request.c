@@ -350,8 +350,9 @@ struct attempt {
 	int64_t ns; /* how long the transfer took (monotonic), 0 if it never started */
 };
 
+/* One attempt, signed with cs. */
 static int perform(struct s3_client *c, struct s3_req *r, const char *path, const char *query,
-		   struct attempt *a)
+		   struct attempt *a, const struct s3_cred_set *cs)
 {
 	char amz_date[17], *auth = NULL, *url = NULL, *hostname = NULL, *line = NULL;
 	struct s3_pair *sh = NULL;
@@ -395,14 +396,14 @@ static int perform(struct s3_client *c, struct s3_req *r, const char *path, cons
 	sh[nsh++] = (struct s3_pair){ "Host", hostname };
 	sh[nsh++] = (struct s3_pair){ "x-amz-date", amz_date };
 	sh[nsh++] = (struct s3_pair){ "x-amz-content-sha256", r->body_sha256 };
-	if (c->session_token)
-		sh[nsh++] = (struct s3_pair){ "x-amz-security-token", c->session_token };
+	if (cs->session_token)
+		sh[nsh++] = (struct s3_pair){ "x-amz-security-token", cs->session_token };
 	if (r->body_md5_b64[0])
 		sh[nsh++] = (struct s3_pair){ "Content-MD5", r->body_md5_b64 };
 	for (size_t i = 0; i < r->nhdrs; i++)
 		sh[nsh++] = r->hdrs[i];
 	auth = s3_sigv4_authorization(r->method, path, query, sh, nsh, r->body_sha256,
-				      c->access_key, c->secret_key, c->region, amz_date, NULL);
+				      cs->access_key, cs->secret_key, c->region, amz_date, NULL);
 	if (!auth)
 		goto out;
 	for (size_t i = 0; i < nsh; i++) {
@@ -519,6 +520,18 @@ static void log_failure(const struct s3_client *c, const struct s3_req *r, enum 
 		why, why[0] ? ")" : "", where);
 }
 
+/* Whether S3 may have refused the keys cs of a failed request: an error code saying so, or
+ * a HEAD's 400/403, which has no body to say why, with keys that expire. */
+static bool keys_refused(const struct s3_req *r, const struct s3_cred_set *cs)
+{
+	const char *code = r->err.code;
+	if (!code[0])
+		return strcmp(r->method, "HEAD") == 0 && (r->status == 400 || r->status == 403) &&
+		       cs->expiration != 0;
+	return !strcmp(code, "ExpiredToken") || !strcmp(code, "InvalidToken") ||
+	       !strcmp(code, "InvalidAccessKeyId") || !strcmp(code, "TokenRefreshRequired");
+}
+
 int s3_request(struct s3_client *c, struct s3_req *r)
 {
 	char *path = NULL, *query = NULL;
@@ -526,6 +539,8 @@ int s3_request(struct s3_client *c, struct s3_req *r)
 	enum s3_op op = s3_op_of(r);
 	struct attempt a = { .curl_rc = CURLE_OK };
 	const char *detail = ""; /* what the log line adds to status and code */
+	struct s3_cred_set *cs = NULL; /* the keys of the current attempt (a reference) */
+	bool creds_retried = false;
 	int rc = -ENOMEM, attempt = 0;
 
 	if (r->oom)
@@ -541,8 +556,9 @@ int s3_request(struct s3_client *c, struct s3_req *r)
 		const char *why = "";
 
 		detail = "";
-
-		rc = perform(c, r, path, query, &a);
+		s3_creds_put(cs);
+		cs = s3_creds_get(c, time(NULL));
+		rc = perform(c, r, path, query, &a, cs);
 		if (rc)
 			goto fail;
 		s3_stats_attempt(c, r, op, a.ns);
@@ -589,6 +605,14 @@ int s3_request(struct s3_client *c, struct s3_req *r)
 			s3_set_error("%s %s: HTTP %ld %s%s%s (request id %s)", r->what, key,
 				     r->status, why, r->err.message[0] ? ": " : "",
 				     r->err.message, r->request_id[0] ? r->request_id : "-");
+			/* keys S3 no longer takes: new ones from the provider, one retry */
+			if (!creds_retried && keys_refused(r, cs) &&
+			    s3_creds_rejected(c, cs, time(NULL))) {
+				creds_retried = true;
+				bfs_log(BFS_LOG_INFO, "s3: %s %s: HTTP %ld %s; retrying with new "
+					"credentials", r->what, key, r->status, why);
+				continue;
+			}
 		}
 		if (!retry)
 			goto fail;
@@ -617,6 +641,12 @@ int s3_request(struct s3_client *c, struct s3_req *r)
 fail:
 	if (rc == -ENOMEM)
 		s3_set_error("%s %s: out of memory", r->what, key);
+	if (cs && (rc == -EACCES || rc == -EINVAL) && keys_refused(r, cs) && cs->expiration &&
+	    time(NULL) >= cs->expiration)
+		s3_set_error("%s %s: HTTP %ld %s: the credentials expired and could not be "
+			     "refreshed (request id %s)", r->what, key, r->status,
+			     r->err.code[0] ? r->err.code : "refused",
+			     r->request_id[0] ? r->request_id : "-");
 	log_failure(c, r, op, attempt + (path && query), rc,
 		    rc == -ENOMEM ? "out of memory" : detail, false);
 	if (!expected_answer(rc)) {
@@ -624,6 +654,7 @@ fail:
 		atomic_fetch_add(&c->ops[op].errors, 1);
 	}
 out:
+	s3_creds_put(cs);
 	free(path);
 	free(query);
 	return rc;

@@ -21,6 +21,22 @@
 
 struct s3_client; /* opaque; thread-safe */
 
+/* A set of credentials from a provider (struct s3_config.creds_fn). The strings are malloc'd;
+ * whoever holds the struct owns them, and s3_creds_free wipes and frees them. */
+struct s3_creds {
+	char *access_key;
+	char *secret_key;    /* never logged */
+	char *session_token; /* NULL if none */
+	time_t expiration;   /* wall clock; 0 = they do not expire */
+};
+void s3_creds_free(struct s3_creds *c);
+
+/* Asks a credentials provider (credential_process, instance metadata, ...) for a fresh set.
+ * Fills out (the client takes ownership) and returns 0, or returns -errno with a one-line
+ * reason in err (no secrets in it). Called by one client thread at a time, holding no client
+ * lock but the refresh mutex: it may block on network or process I/O. */
+typedef int (*s3_creds_fn)(void *arg, struct s3_creds *out, char *err, size_t errlen);
+
 #define S3_MAX_KEY 1024 /* longest object key S3 accepts, in bytes (UTF-8) */
 
 struct s3_config {
@@ -33,6 +49,12 @@ struct s3_config {
 	const char *access_key;    /* copied by s3_client_new */
 	const char *secret_key;    /* copied; never logged */
 	const char *session_token; /* copied; NULL if none */
+	time_t creds_expiration;   /* when these keys expire (wall clock); 0 = never */
+	s3_creds_fn creds_fn;      /* nullable: asked for new keys before creds_expiration (at
+				    * min(5 min, half their lifetime) before it) and once after S3
+				    * refuses them (ExpiredToken, InvalidAccessKeyId, InvalidToken);
+				    * until a refresh succeeds the old keys stay in use */
+	void *creds_arg;           /* for creds_fn; must outlive the client */
 	int max_connections;       /* parallel requests for head_many/multipart; 0 = 16 */
 	uint64_t part_size;        /* multipart part size; 0 = 8 MiB; objects > part_size go multipart */
 	uint64_t copy_limit;       /* largest object the server copies with one CopyObject

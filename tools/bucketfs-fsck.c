@@ -529,6 +529,7 @@ static void report(struct fsck *f, double secs)
 
 int main(int argc, char **argv)
 {
+	struct bfs_creds cr = { 0 }; /* freed at out:, after the client that may use it */
 	struct fsck f;
 	memset(&f, 0, sizeof(f));
 	pthread_mutex_init(&f.mu, NULL);
@@ -591,12 +592,10 @@ int main(int argc, char **argv)
 		return rc == 1 ? 0 : 2;
 	}
 	bfs_log_setup(0, BFS_LOG_ERR);
-	struct bfs_creds cr = { 0 };
 	int status = 2;
 	if (bfs_creds_load(&f.o, &cr, err, sizeof(err)) ||
 	    bfs_integrity_load_keys(&f.o, err, sizeof(err))) {
 		fprintf(stderr, "%s\n", err);
-		bfs_creds_free(&cr);
 		goto out;
 	}
 	f.vo = f.o;
@@ -605,7 +604,6 @@ int main(int argc, char **argv)
 	bfs_s3_config(&f.o, &cr, &cfg);
 	cfg.unreachable_wait_s = 0; /* a tool run by hand: an unreachable server fails at once */
 	rc = s3_client_new(&cfg, &f.s3);
-	bfs_creds_free(&cr);
 	if (rc || (rc = s3_bucket_check(f.s3))) {
 		fprintf(stderr, "bucketfs-fsck: cannot use bucket %s: %s\n", f.o.bucket,
 			rc == -ENXIO ? "no such bucket" : s3_last_error());
@@ -670,6 +668,7 @@ out:
 		free(f.links[i]);
 	free(f.links);
 	s3_client_free(f.s3);
+	bfs_creds_free(&cr); /* after the client: it may ask cr's source for new keys */
 	bfs_options_free(&f.o);
 	return status;
 }

@@ -14,7 +14,10 @@ Fixtures
 --------
 s3server  (session) the S3 server on a free 127.0.0.1 port, temp data dir.
           .endpoint -> "http://127.0.0.1:PORT" (direct, unaudited), .log (path),
-          .kind -> "s3rver" or "rgw", .data_dir (s3rver only, else None)
+          .kind -> "s3rver" or "rgw", .data_dir (s3rver only, else None),
+          .add_key(access_key, secret_key, uid=None): another key pair on RGW, for
+          the tests' user or (uid) a new user, a second account (s3rver checks no
+          keys: there only the proxy's credentials matter)
 on_rgw / on_s3rver  booleans: which server this session runs against
           (S3_SERVER); tests of server behaviour only one of them has use them.
 proxy     (session) strict audit proxy in front of s3server (what `mount` uses).
@@ -55,8 +58,9 @@ mount     factory: m = mount(bucket, prefix=None, opts=[], env=None, check=True,
           daemon=False) runs
             bin/bucketfs BUCKET[:PREFIX] MNT [-f] -o endpoint=<proxy>,path_style,
                 region=us-east-1,cache_dir=<tmp>,<opts>
-          with AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY=S3RVER in the environment
-          (other AWS_* variables removed, HOME a fresh temp dir; `env` adds
+          with AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY=S3RVER and
+          AWS_EC2_METADATA_DISABLED=true in the environment (other AWS_*
+          variables removed, HOME a fresh temp dir; `env` adds
           variables, a None value removes one). Later -o options override
           earlier ones. Default: foreground (-f) subprocess, stdout+stderr to
           m.log, returns when MNT is a live mount. daemon=True: the normal
@@ -314,9 +318,14 @@ def _session_dir():
 
 
 class S3Server:
-    def __init__(self, kind, port, data_dir, log):
+    def __init__(self, kind, port, data_dir, log, rgw_server=None):
         self.kind, self.port, self.data_dir, self.log = kind, port, data_dir, log
         self.endpoint = f"http://127.0.0.1:{port}"
+        self._rgw = rgw_server
+
+    def add_key(self, access_key, secret_key, uid=None):
+        if self._rgw is not None:
+            self._rgw.add_key(access_key, secret_key, uid)
 
 
 @pytest.fixture(scope="session")
@@ -337,7 +346,7 @@ def _rgw_server(session_dir):
         server.start()
     except RuntimeError as e:
         pytest.fail(f"Ceph RGW did not start: {e}", pytrace=False)
-    yield S3Server("rgw", server.port, None, server.log)
+    yield S3Server("rgw", server.port, None, server.log, server)
     server.stop()
 
 
@@ -666,7 +675,9 @@ def mount(proxy, test_dir):
         return [bfs_bin(), spec, m.path] + ([] if daemon else ["-f"]) + ["-o", ",".join(o)]
     factory = _MountFactory(test_dir, "bucketfs", argv,
                             {"AWS_ACCESS_KEY_ID": ACCESS_KEY,
-                             "AWS_SECRET_ACCESS_KEY": SECRET_KEY})
+                             "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+                             # without keys, never ask the real 169.254.169.254
+                             "AWS_EC2_METADATA_DISABLED": "true"})
     yield factory
     factory.teardown()
 

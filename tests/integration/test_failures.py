@@ -47,6 +47,7 @@ class Runner:
     def env(self, creds=True, **extra):
         env = {k: v for k, v in os.environ.items() if not k.startswith('AWS_')}
         env['HOME'] = str(self.home)
+        env['AWS_EC2_METADATA_DISABLED'] = 'true'   # never the real 169.254.169.254
         if creds:
             env['AWS_ACCESS_KEY_ID'], env['AWS_SECRET_ACCESS_KEY'] = self.key, self.secret
         env.update(extra)

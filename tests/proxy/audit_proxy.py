@@ -39,9 +39,11 @@ s3fs 1.90 signs real payload hashes, sends no Content-MD5 and leaves '/'
 unencoded in query values (signing the canonical %2F form), which is why it
 passes the peer checks but not the strict ones.
 
-One forwarding adjustment is made for s3rver 3.7.1: x-amz-copy-source is
+Two forwarding adjustments are made for s3rver 3.7.1: x-amz-copy-source is
 re-encoded (after verification) so that s3rver finds keys containing '+', '&',
-'=' ... (see s3rver_copy_source()). A real server checks the signature itself:
+'=' ... (see s3rver_copy_source()), and a request signed with any key pair the
+proxy accepts is passed on under s3rver's one access key, S3RVER (see
+s3rver_authorization()). A real server checks the signature itself:
 s3rver_fixups=False forwards every request byte for byte.
 
 Use in-process (the pytest fixtures do):
@@ -54,6 +56,10 @@ Use in-process (the pytest fixtures do):
     p.take_violations()   # same, and clears them (for tests that provoke them)
     p.fault("error", op="GetObject", count=2, status=503)
     p.reset()             # clears counters, log, violations and faults
+    p.credentials["KEY2"] = "SECRET2"   # another key pair it accepts (a second account)
+    p.session_tokens["TMPKEY"] = {"tok1"}   # TMPKEY needs one of these tokens (or a
+                          # function token -> bool says which are valid), else 400
+                          # ExpiredToken (S3's answer to an expired temporary key)
     p.stop()
 
 or standalone for manual debugging (prints violations as they happen):
@@ -124,6 +130,8 @@ class RequestRecord:
     bytes_up: int = 0
     bytes_down: int = 0
     fault: Optional[str] = None
+    access_key: Optional[str] = None      # from the Authorization header's Credential
+    session_token: Optional[str] = None   # X-Amz-Security-Token, if sent
 
 
 @dataclass
@@ -291,6 +299,12 @@ def s3rver_copy_source(value):
     return quote(unquote(value), safe="/;?:@&=+$,#")
 
 
+def s3rver_authorization(value):
+    """s3rver 3.7.1 knows one account (S3RVER) and checks no signature: a request the proxy
+    has verified with another of its key pairs is passed on under S3RVER's access key."""
+    return re.sub(r"Credential=[^/,\s]+/", "Credential=S3RVER/", value, count=1)
+
+
 def _header_text(value):
     """http.server decodes header bytes as latin-1; signers hash UTF-8."""
     try:
@@ -419,6 +433,9 @@ class AuditProxy:
         self.upstream_host, self.upstream_port = up.hostname, up.port or 80
         self.mode = mode
         self.credentials = dict(credentials or {"S3RVER": "S3RVER"})
+        # temporary keys: access key -> set of session tokens still valid; a request with
+        # such a key and another token (or none) gets 400 ExpiredToken, as from S3
+        self.session_tokens = {}
         self.region = region
         self.reject = reject
         self.on_violation = on_violation
@@ -600,6 +617,9 @@ class AuditProxy:
         op = classify(h.command, path, query, h.headers)
         bucket, key = split_bucket_key(path)
         rec = RequestRecord(op, h.command, h.path, bucket, key, h.headers.get("Range"))
+        m = AUTH_RE.match((h.headers.get("Authorization") or "").strip())
+        rec.access_key = m.group(1).split("/")[0] if m else None
+        rec.session_token = h.headers.get("x-amz-security-token")
         with self._lock:
             self._counts[op] = self._counts.get(op, 0) + 1
             self._log.append(rec)
@@ -778,6 +798,13 @@ class AuditProxy:
             self._violate(rec, "credential", f"unknown access key {access_key}")
             return _Rejection(403, "InvalidAccessKeyId", "The AWS Access Key Id you provided "
                               "does not exist in our records.")
+        if access_key in self.session_tokens:
+            token = hdrs.get("x-amz-security-token")
+            valid = self.session_tokens[access_key]
+            if not (valid(token) if callable(valid) else token in valid):
+                # what S3 answers for a temporary key past its expiry (not a violation: a
+                # client finds out this way that it must fetch new credentials)
+                return _Rejection(400, "ExpiredToken", "The provided token has expired.")
         if day != amz_date[:8] or region != self.region or service != "s3":
             self._violate(rec, "credential", f"scope {day}/{region}/{service} does not match "
                           f"date {amz_date[:8]} / region {self.region} / service s3")
@@ -818,6 +845,8 @@ class AuditProxy:
                     continue
                 if name.lower() == "x-amz-copy-source" and self.s3rver_fixups:
                     value = s3rver_copy_source(value)
+                if name.lower() == "authorization" and self.s3rver_fixups:
+                    value = s3rver_authorization(value)
                 conn.putheader(name, value)
             conn.putheader("Connection", "close")
             conn.endheaders()

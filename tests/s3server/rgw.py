@@ -212,6 +212,21 @@ class RGW:
                 raise RuntimeError(f"radosgw-admin user create failed:\n{res.stdout}")
             time.sleep(0.5)
 
+    def add_key(self, access_key, secret_key, uid=None):
+        """Another S3 key pair: for the tests' user (uid None: the same account), or for a
+        new user uid (a second account; one that exists is kept)."""
+        if uid is None:
+            argv = ["key", "create", "--uid", "bucketfs", "--key-type", "s3"]
+        else:
+            argv = ["user", "create", "--uid", uid, "--display-name", uid]
+        res = subprocess.run(
+            ["radosgw-admin", "-c", str(self.conf), "-n", "client.rgw.a"] + argv +
+            ["--access-key", access_key, "--secret-key", secret_key],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            text=True, timeout=60)
+        if res.returncode != 0 and "exists" not in res.stdout:
+            raise RuntimeError(f"radosgw-admin {' '.join(argv[:2])} failed:\n{res.stdout}")
+
     # --------------------------------------------------------------- stop --
     def stop(self):
         for p in reversed(self.procs):

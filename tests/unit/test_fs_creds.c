@@ -57,6 +57,7 @@ static int teardown(void **state)
 {
 	(void)state;
 	rm(".aws/credentials");
+	rm(".aws/config");
 	rm("other-creds");
 	rm(".passwd-s3fs");
 	rm("pw");
@@ -73,11 +74,12 @@ static int clean(void **state)
 	(void)state;
 	static const char *const vars[] = {
 		"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
-		"AWS_SHARED_CREDENTIALS_FILE",
+		"AWS_SHARED_CREDENTIALS_FILE", "AWS_CONFIG_FILE", "AWS_PROFILE",
 	};
 	for (size_t i = 0; i < sizeof(vars) / sizeof(vars[0]); i++)
 		unsetenv(vars[i]);
 	setenv("HOME", home, 1);
+	setenv("AWS_EC2_METADATA_DISABLED", "true", 1); /* never the real 169.254.169.254 */
 	return teardown(state) || mkdir(home, 0700);
 }
 
@@ -183,14 +185,15 @@ static void test_credentials_profiles(void **state)
 	o.profile = "tok";
 	expect(&o, "TOKKEY", "TOKSECRET", "TOKEN==");
 
-	char want[PATH_MAX + 256];
-	snprintf(want, sizeof(want), "bucketfs: no profile [missing] in %s/.aws/credentials", home);
+	char want[3 * PATH_MAX];
+	snprintf(want, sizeof(want), "bucketfs: profile [missing] not found in %s/.aws/config or "
+		 "%s/.aws/credentials", home, home);
 	o.profile = "missing";
 	expect_error(&o, -ENOENT, want);
-	snprintf(want, sizeof(want), "bucketfs: profile [nokey] in %s/.aws/credentials has no "
-		 "aws_access_key_id and aws_secret_access_key", home);
+	snprintf(want, sizeof(want), "bucketfs: profile [nokey] in %s/.aws/credentials has "
+		 "aws_secret_access_key but no aws_access_key_id", home);
 	o.profile = "nokey";
-	expect_error(&o, -ENOENT, want);
+	expect_error(&o, -EINVAL, want);
 
 	/* AWS_SHARED_CREDENTIALS_FILE moves the file. */
 	const char *other = put("other-creds", "[default]\naws_access_key_id=K2\n"
@@ -215,7 +218,7 @@ static void test_passwd_file(void **state)
 	o.bucket = "third";
 	expect(&o, "PLAINKEY", "PLAINSECRET", NULL);
 
-	char want[PATH_MAX + 256];
+	char want[3 * PATH_MAX];
 	put("pw", "otherbkt:OKEY:OSECRET\n", 0600);
 	snprintf(want, sizeof(want), "bucketfs: %s/pw has no KEY:SECRET line for bucket third",
 		 home);
@@ -256,7 +259,7 @@ static void test_s3fs_default_files(void **state)
 static void test_refuses_open_files(void **state)
 {
 	(void)state;
-	char want[PATH_MAX + 256];
+	char want[3 * PATH_MAX];
 	struct bfs_options o = opts("bkt", "default", NULL);
 
 	const char *path = put(".aws/credentials", credentials, 0644);
@@ -293,8 +296,104 @@ static void test_nothing_found(void **state)
 		skip();
 	}
 	struct bfs_options o = opts("bkt", "default", NULL);
-	expect_error(&o, -ENOENT, "bucketfs: no credentials: set AWS_ACCESS_KEY_ID and "
-		     "AWS_SECRET_ACCESS_KEY, or use ~/.aws/credentials or -o passwd_file=");
+	char want[3 * PATH_MAX];
+	snprintf(want, sizeof(want), "bucketfs: no credentials found (looked in: "
+		 "$AWS_ACCESS_KEY_ID, %s/.aws/credentials [default], %s/.aws/config [default], "
+		 "~/.passwd-s3fs, /etc/passwd-s3fs, EC2 instance metadata: off, "
+		 "AWS_EC2_METADATA_DISABLED is true); set AWS_ACCESS_KEY_ID and "
+		 "AWS_SECRET_ACCESS_KEY, or use -o profile= or -o passwd_file=", home, home);
+	expect_error(&o, -ENOENT, want);
+}
+
+/* Keys in ~/.aws/config; for the same profile the credentials file wins. */
+static void test_config_file_keys(void **state)
+{
+	(void)state;
+	struct bfs_options o = opts("bkt", "default", NULL);
+	put(".aws/config", "[default]\nregion = eu-west-1\naws_access_key_id = CFGKEY\n"
+	    "aws_secret_access_key = CFGSECRET\n[profile work]\naws_access_key_id = WKEY\n"
+	    "aws_secret_access_key = WSECRET\naws_session_token = WTOKEN\n[profile bare]\n"
+	    "region = us-west-2\n", 0600);
+	expect(&o, "CFGKEY", "CFGSECRET", NULL);
+	o.profile = "work";
+	expect(&o, "WKEY", "WSECRET", "WTOKEN");
+
+	/* the same profile in the credentials file wins; other profiles are not mixed in */
+	put(".aws/credentials", "[work]\naws_access_key_id = FKEY\naws_secret_access_key = FS\n",
+	    0600);
+	expect(&o, "FKEY", "FS", NULL);
+	o.profile = "default";
+	expect(&o, "CFGKEY", "CFGSECRET", NULL);
+
+	/* a profile with no keys anywhere: said, not a fall-through to other sources */
+	char want[3 * PATH_MAX];
+	o.profile = "bare";
+	snprintf(want, sizeof(want), "bucketfs: profile [bare] has no credentials "
+		 "(aws_access_key_id and aws_secret_access_key, or credential_process) in "
+		 "%s/.aws/credentials or "
+		 "%s/.aws/config", home, home);
+	expect_error(&o, -ENOENT, want);
+
+	/* AWS_CONFIG_FILE moves it */
+	const char *other = put("other-creds", "[profile bare]\naws_access_key_id=K3\n"
+				"aws_secret_access_key=S3\n", 0600);
+	setenv("AWS_CONFIG_FILE", other, 1);
+	expect(&o, "K3", "S3", NULL);
+}
+
+/* -o profile= wins over the environment (as the CLI's --profile); $AWS_PROFILE does not. */
+static void test_profile_option_over_environment(void **state)
+{
+	(void)state;
+	put(".aws/credentials", credentials, 0600);
+	setenv("AWS_ACCESS_KEY_ID", "ENVKEY", 1);
+	setenv("AWS_SECRET_ACCESS_KEY", "ENVSECRET", 1);
+	struct bfs_options o = opts("bkt", "other", NULL);
+	o.profile_named = true;
+	expect(&o, "ENVKEY", "ENVSECRET", NULL);
+	o.profile_option = true;
+	expect(&o, "OTHERKEY", "OTHERSECRET", NULL);
+
+	/* a named profile must exist even when the environment has the keys */
+	o.profile_option = false;
+	o.profile = "nosuch";
+	char want[3 * PATH_MAX];
+	snprintf(want, sizeof(want), "bucketfs: profile [nosuch] not found in %s/.aws/config or "
+		 "%s/.aws/credentials", home, home);
+	expect_error(&o, -ENOENT, want);
+	/* "default" is only required when named */
+	o.profile = "default";
+	o.profile_named = false;
+	put(".aws/credentials", "[x]\n", 0600);
+	expect(&o, "ENVKEY", "ENVSECRET", NULL);
+	o.profile_named = true;
+	snprintf(want, sizeof(want), "bucketfs: profile [default] not found in %s/.aws/config or "
+		 "%s/.aws/credentials", home, home);
+	expect_error(&o, -ENOENT, want);
+}
+
+/* A config file with secrets must be private; one without may be world-readable. */
+static void test_config_file_modes(void **state)
+{
+	(void)state;
+	char want[3 * PATH_MAX];
+	struct bfs_options o = opts("bkt", "default", NULL);
+	setenv("AWS_ACCESS_KEY_ID", "ENVKEY", 1);
+	setenv("AWS_SECRET_ACCESS_KEY", "ENVSECRET", 1);
+	put(".aws/config", "[default]\nregion = eu-west-1\n", 0644);
+	expect(&o, "ENVKEY", "ENVSECRET", NULL);
+	const char *path = put(".aws/config", "[default]\nregion = eu-west-1\n[profile x]\n"
+			       "aws_secret_access_key = S\n", 0644);
+	snprintf(want, sizeof(want), "bucketfs: refusing %s: it holds aws_secret_access_key "
+		 "(line 4) and is accessible by group or others (mode 644); run chmod 600 %s",
+		 path, path);
+	expect_error(&o, -EACCES, want);
+	put(".aws/config", "[default]\ncredential_process = /bin/true\n", 0664);
+	snprintf(want, sizeof(want), "bucketfs: refusing %s: it has a credential_process (line 2) "
+		 "and is writable by group or others (mode 664); run chmod go-w %s", path, path);
+	expect_error(&o, -EACCES, want);
+	assert_int_equal(chmod(path, 0644), 0);
+	expect(&o, "ENVKEY", "ENVSECRET", NULL);
 }
 
 int main(void)
@@ -306,6 +405,9 @@ int main(void)
 		cmocka_unit_test_setup(test_s3fs_default_files, clean),
 		cmocka_unit_test_setup(test_refuses_open_files, clean),
 		cmocka_unit_test_setup(test_nothing_found, clean),
+		cmocka_unit_test_setup(test_config_file_keys, clean),
+		cmocka_unit_test_setup(test_profile_option_over_environment, clean),
+		cmocka_unit_test_setup(test_config_file_modes, clean),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

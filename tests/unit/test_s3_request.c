@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -411,6 +412,80 @@ static void test_bucket_check(void **state)
 	s3_client_free(c);
 }
 
+/* A provider for the refusal test: KEYNEW<n> with a token. */
+static int calls;
+static int provide_new(void *arg, struct s3_creds *out, char *err, size_t errlen)
+{
+	(void)arg, (void)err, (void)errlen;
+	char key[32];
+	snprintf(key, sizeof(key), "KEYNEW%d", ++calls);
+	out->access_key = strdup(key);
+	out->secret_key = strdup("NEWSECRET");
+	out->session_token = strdup("NEWTOKEN");
+	out->expiration = time(NULL) + 3600;
+	return 0;
+}
+
+/* 400 ExpiredToken / 403 InvalidAccessKeyId: new keys from the provider, one retry with them;
+ * without a provider (or when they are refused too) the error stands. */
+static void test_refused_keys_refreshed(void **state)
+{
+	(void)state;
+	char ep[64];
+	struct s3_client *c;
+	struct s3_object o;
+	struct s3_list_page page;
+	snprintf(ep, sizeof(ep), "http://127.0.0.1:%d", srv.port);
+	struct s3_config cfg = { .endpoint = ep, .bucket = "test", .path_style = true,
+				 .access_key = "AKID", .secret_key = "SECRETKEY",
+				 .session_token = "OLDTOKEN", .creds_expiration = time(NULL) + 3600,
+				 .creds_fn = provide_new, .retries = 3 };
+	struct answer a[] = {
+		{ 400, NULL, "<Error><Code>ExpiredToken</Code></Error>" },
+		{ 200, NULL, "<ListBucketResult><IsTruncated>false</IsTruncated></ListBucketResult>" },
+		{ 403, NULL, NULL },
+		{ 200, "ETag: \"e\"\r\n", NULL },
+	};
+	assert_int_equal(s3_client_new(&cfg, &c), 0);
+	calls = 0;
+	script(4, a);
+	assert_int_equal(s3_list(c, NULL, NULL, NULL, 0, &page), 0);
+	s3_list_page_free(&page);
+	assert_int_equal(srv.requests, 2);
+	assert_int_equal(calls, 1);
+	assert_non_null(strstr(srv.last_request, "Credential=KEYNEW1/"));
+	assert_non_null(strstr(srv.last_request, "x-amz-security-token: NEWTOKEN"));
+	assert_null(strstr(srv.last_request, "SECRET"));
+
+	/* a HEAD's bare 403 with keys that expire: the provider was just asked, so not again */
+	assert_int_equal(s3_head(c, "k", &o), -EACCES);
+	s3_object_free(&o);
+	assert_int_equal(srv.requests, 3);
+	assert_int_equal(calls, 1);
+	s3_client_free(c);
+
+	/* a new client: a HEAD's bare 403 gets new keys and one retry */
+	assert_int_equal(s3_client_new(&cfg, &c), 0);
+	struct answer head[] = { { 403, NULL, NULL }, { 200, "ETag: \"e\"\r\n", NULL } };
+	script(2, head);
+	assert_int_equal(s3_head(c, "k", &o), 0);
+	s3_object_free(&o);
+	assert_int_equal(srv.requests, 2);
+	assert_int_equal(calls, 2);
+	assert_non_null(strstr(srv.last_request, "Credential=KEYNEW2/"));
+	s3_client_free(c);
+	struct answer denied[] = { { 403, NULL, "<Error><Code>InvalidAccessKeyId</Code></Error>" } };
+
+	/* no provider: not retried */
+	cfg.creds_fn = NULL;
+	assert_int_equal(s3_client_new(&cfg, &c), 0);
+	script(1, denied);
+	assert_int_equal(s3_head(c, "k", &o), -EACCES);
+	s3_object_free(&o);
+	assert_int_equal(srv.requests, 1);
+	s3_client_free(c);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -423,6 +498,7 @@ int main(void)
 		cmocka_unit_test(test_request_shape),
 		cmocka_unit_test(test_list_request),
 		cmocka_unit_test(test_bucket_check),
+		cmocka_unit_test(test_refused_keys_refreshed),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
