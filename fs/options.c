@@ -48,10 +48,11 @@ static const char usage_text[] =
 	"       bucketfs -u MOUNTPOINT\n"
 	"\n"
 	"Mounts an S3 bucket (or the part of it under PREFIX/) as a directory.\n"
-	"-u unmounts it and waits until every pending upload is in S3, showing what is left.\n"
+	"-u (--unmount) unmounts it and waits until every pending upload is in S3, showing\n"
+	"what is left.\n"
 	"\n"
 	"  -f                   stay in the foreground\n"
-	"  -d                   foreground and debug log\n"
+	"  -d, -o debug         foreground and debug log\n"
 	"  -h, --help           this help\n"
 	"  -V, --version        version\n"
 	"\n"
@@ -95,9 +96,17 @@ static const char usage_text[] =
 	"  lock_wait=SECONDS    wait this long for an unmounted daemon still uploading from the\n"
 	"                       same cache_dir (default 300)\n"
 	"\n"
-	"FUSE: allow_other, allow_root, default_permissions, auto_unmount, ro, rw, nosuid, nodev,\n"
-	"noexec, noatime, fsname=NAME, subtype=NAME, max_read=N, ... are passed to FUSE.\n"
-	"Unmount with: fusermount3 -u MOUNTPOINT\n";
+	"FUSE, passed on: allow_other, allow_root, default_permissions, auto_unmount, ro, rw,\n"
+	"nosuid, suid, nodev, dev, noexec, exec, noatime, atime, dirsync, sync, async, blkdev,\n"
+	"fsname=NAME (default BUCKET[:PREFIX]), subtype=NAME (default bucketfs), max_read=N,\n"
+	"blksize=N, context=, fscontext=, defcontext=, rootcontext= (SELinux labels).\n"
+	"\n"
+	"mount(8) and fstab, accepted and ignored: _netdev, nofail, auto, noauto, user, nouser,\n"
+	"users, owner, group, defaults, relatime, norelatime, strictatime, nostrictatime,\n"
+	"diratime, nodiratime, lazytime, nolazytime, iversion, noiversion, loud, silent,\n"
+	"comment=TEXT, x-* (x-systemd.automount, ...).\n"
+	"\n"
+	"Unmount with: fusermount3 -u MOUNTPOINT (or bucketfs -u MOUNTPOINT, or umount)\n";
 
 struct parse {
 	struct bfs_options *o;
