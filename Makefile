@@ -101,7 +101,8 @@ demo-stop:
 	bash tools/demo.sh stop
 
 # Programs to $(PREFIX)/bin, man pages to $(MANDIR)/man1. No mount helper is needed for
-# /etc/fstab: mount(8) runs mount.fuse3, which runs bucketfs from $PATH (docs/systemd.md).
+# /etc/fstab: mount(8) runs mount.fuse3, which runs bucketfs from sh's default path, where
+# /usr/local/bin is (docs/systemd.md).
 MAN_PAGES = $(wildcard docs/man/*.1)
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(MANDIR)/man1

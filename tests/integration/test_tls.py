@@ -154,7 +154,7 @@ def test_tls_missing_ca_file(mount, bucket, tls, test_dir):
     assert line == f"bucketfs: ca_file {missing}: No such file or directory", line
 
 
-def test_https_to_a_plain_http_server(mount, bucket, proxy):
+def test_tls_https_to_a_plain_http_server(mount, bucket, proxy):
     endpoint = f"https://localhost:{proxy.port}"
     line = _mount_fails(mount, bucket, [f"endpoint={endpoint}"])
     assert endpoint in line and "TLS handshake failed" in line, line
