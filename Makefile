@@ -117,6 +117,8 @@ uninstall:
 # $(DIST_DIR)/bucketfs-VERSION.tar.gz: the files git tracks, under bucketfs-VERSION/.
 dist:
 	@test -n "$(VERSION)" || { echo "dist: no BFS_VERSION in fs/options.c" >&2; exit 1; }
+	@git rev-parse --is-inside-work-tree >/dev/null 2>&1 || \
+		{ echo "dist: needs a git checkout (git ls-files)" >&2; exit 1; }
 	@mkdir -p $(DIST_DIR)
 	git ls-files -z | tar --null -T - --sort=name --owner=0 --group=0 --numeric-owner \
 		--transform 's,^,bucketfs-$(VERSION)/,S' -czf $(DIST_DIR)/bucketfs-$(VERSION).tar.gz

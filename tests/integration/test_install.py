@@ -99,3 +99,9 @@ def test_dist_tarball_builds_on_its_own(test_dir):
     out = subprocess.run([str(src / "bin" / "bucketfs"), "--version"], stdout=subprocess.PIPE,
                          text=True, check=True).stdout
     assert out == f"bucketfs {version}\n"
+    # outside a git checkout, make dist refuses instead of packing nothing
+    res = subprocess.run(["make", "-s", "dist", f"DIST_DIR={test_dir / 'again'}"], cwd=src,
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                         env=dict(os.environ, GIT_CEILING_DIRECTORIES=str(src.parent)))
+    assert res.returncode != 0 and "needs a git checkout" in res.stdout, res.stdout
+    assert not (test_dir / "again").exists() or not any((test_dir / "again").iterdir())
