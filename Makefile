@@ -1,5 +1,10 @@
-# bucketfs — see README.md.  make | make test | make test-asan | make demo | make deps | make install PREFIX=
+# bucketfs — see README.md.  make | make test | make test-asan | make demo | make deps |
+# make install PREFIX= DESTDIR= | make uninstall | make dist
 PREFIX  ?= /usr/local
+MANDIR  ?= $(PREFIX)/share/man
+DIST_DIR ?= .
+# the version bucketfs -V prints: fs/options.c says it once
+VERSION := $(shell sed -n 's/^\#define BFS_VERSION "\(.*\)"$$/\1/p' fs/options.c)
 BUILD   ?= build
 SAN     ?=
 PKGS     = fuse3 libcurl openssl libxml-2.0 lmdb
@@ -24,7 +29,8 @@ UNIT_SRC  = $(wildcard tests/unit/test_*.c)
 UNIT_BIN  = $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
 .SECONDARY:
-.PHONY: all deps check-deps test unit integration test-asan demo demo-stop install clean
+.PHONY: all deps check-deps test unit integration test-asan demo demo-stop install uninstall \
+	dist clean
 all: check-deps $(BIN)/bucketfs $(TOOLS)
 
 check-deps:
@@ -94,9 +100,29 @@ demo: all
 demo-stop:
 	bash tools/demo.sh stop
 
+# Programs to $(PREFIX)/bin, man pages to $(MANDIR)/man1. No mount helper is needed for
+# /etc/fstab: mount(8) runs mount.fuse3, which runs bucketfs from sh's default path, where
+# /usr/local/bin is (docs/systemd.md).
+MAN_PAGES = $(wildcard docs/man/*.1)
 install: all
-	install -d $(DESTDIR)$(PREFIX)/bin
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(MANDIR)/man1
 	install -m 0755 $(BIN)/bucketfs $(TOOLS) $(DESTDIR)$(PREFIX)/bin/
+	install -m 0644 $(MAN_PAGES) $(DESTDIR)$(MANDIR)/man1/
+
+# Removes the files install put there (directories stay: others may use them).
+uninstall:
+	rm -f $(addprefix $(DESTDIR)$(PREFIX)/bin/,bucketfs $(notdir $(TOOLS)))
+	rm -f $(addprefix $(DESTDIR)$(MANDIR)/man1/,$(notdir $(MAN_PAGES)))
+
+# $(DIST_DIR)/bucketfs-VERSION.tar.gz: the files git tracks, under bucketfs-VERSION/.
+dist:
+	@test -n "$(VERSION)" || { echo "dist: no BFS_VERSION in fs/options.c" >&2; exit 1; }
+	@git rev-parse --is-inside-work-tree >/dev/null 2>&1 || \
+		{ echo "dist: needs a git checkout (git ls-files)" >&2; exit 1; }
+	@mkdir -p $(DIST_DIR)
+	git ls-files -z | tar --null -T - --sort=name --owner=0 --group=0 --numeric-owner \
+		--transform 's,^,bucketfs-$(VERSION)/,S' -czf $(DIST_DIR)/bucketfs-$(VERSION).tar.gz
+	@echo "$(DIST_DIR)/bucketfs-$(VERSION).tar.gz"
 
 clean:
 	rm -rf build build-asan bin

@@ -55,7 +55,16 @@ static int preflight(struct bfs_options *o, struct bfs_creds *cr)
 	struct cache *cache = NULL;
 	struct bfs_fs *fs = NULL;
 	const char *where = o->endpoint ? o->endpoint : "AWS S3";
-	int rc = make_client(o, cr, true, &s3);
+	int rc;
+	if (o->ca_file && access(o->ca_file, R_OK) != 0) {
+		rc = -errno;
+		die("ca_file %s: %s", o->ca_file, strerror(-rc));
+		goto out;
+	}
+	if (o->insecure && (!o->endpoint || strncmp(o->endpoint, "https://", 8) == 0))
+		fprintf(stderr, "bucketfs: warning: no_verify_ssl: the TLS certificate of %s is not "
+			"checked, so anyone on the way can read and change the data\n", where);
+	rc = make_client(o, cr, true, &s3);
 	if (rc) {
 		die("cannot set up the S3 client for %s: %s", where, strerror(-rc));
 		goto out;
@@ -72,6 +81,13 @@ static int preflight(struct bfs_options *o, struct bfs_creds *cr)
 	case -EPERM:
 		die("access denied to bucket '%s' (check the credentials): %s", o->bucket,
 		    s3_last_error());
+		goto out;
+	case -EPROTO:
+		/* TLS refused: curl's reason, and which CAs the certificate was checked against */
+		fprintf(stderr, "bucketfs: no secure connection to %s: %s (%s%s)\n", where,
+			s3_last_error(), o->ca_file ? "trusted: the CA certificates in ca_file=" :
+			"trusted: the system's CA certificates; ca_file=PATH names another CA",
+			o->ca_file ? o->ca_file : "");
 		goto out;
 	case -EHOSTUNREACH:
 	case -ECONNREFUSED:

@@ -120,6 +120,22 @@ int s3_errmap_curl(CURLcode rc)
 	}
 }
 
+const char *s3_errmap_curl_what(CURLcode rc)
+{
+	switch (rc) {
+	case CURLE_PEER_FAILED_VERIFICATION:
+		return "TLS certificate not accepted";
+	case CURLE_SSL_CACERT_BADFILE:
+		return "cannot load the CA certificates";
+	case CURLE_SSL_CONNECT_ERROR:
+		return "TLS handshake failed";
+	case CURLE_SSL_CERTPROBLEM:
+		return "TLS client certificate problem";
+	default:
+		return NULL;
+	}
+}
+
 bool s3_errmap_unreachable_curl(CURLcode rc)
 {
 	switch (rc) {

@@ -96,6 +96,9 @@ bool s3_creds_rejected(struct s3_client *c, struct s3_cred_set *used, time_t now
 int s3_errmap_http(long status, const char *code);
 /* Errno for a transport failure. */
 int s3_errmap_curl(CURLcode rc);
+/* What went wrong, for the TLS failures ("TLS certificate not accepted"), else NULL; a static
+ * string. */
+const char *s3_errmap_curl_what(CURLcode rc);
 /* Whether a response with this status/code may succeed when retried. */
 bool s3_errmap_retryable_http(long status, const char *code);
 bool s3_errmap_retryable_curl(CURLcode rc);

@@ -582,8 +582,10 @@ int s3_request(struct s3_client *c, struct s3_req *r)
 			retry = s3_errmap_retryable_curl(a.curl_rc) ||
 				(unreachable && c->unreachable_wait_s > 0);
 			why = a.curl_msg[0] ? a.curl_msg : curl_easy_strerror(a.curl_rc);
+			const char *what = s3_errmap_curl_what(a.curl_rc);
 			detail = why;
-			s3_set_error("%s %s: %s", r->what, key, why);
+			s3_set_error("%s %s: %s%s%s", r->what, key, what ? what : "",
+				     what ? ": " : "", why);
 		} else if (r->status >= 200 && r->status < 300) {
 			rc = r->check ? r->check(r, r->check_arg) : 0;
 			if (rc == 0)

@@ -63,10 +63,32 @@ struct fsck {
 	int64_t t0;
 };
 
+static const char usage_line[] =
+	"usage: bucketfs-fsck BUCKET[:PREFIX] [-o OPTIONS] [--json] [--no-progress] "
+	"[--abort-uploads] [--delete-orphans]\n";
+
+static const char help_text[] =
+	"\n"
+	"Checks every object of a bucket (or of the part under PREFIX/): block digests, content\n"
+	"MD5, HMAC signatures (with hmac_key_file=), directory markers, hard links, bucketfs's\n"
+	"internal objects and unfinished multipart uploads. Reads only, unless --abort-uploads\n"
+	"or --delete-orphans is given. Problems go to stdout, one per line, then a summary.\n"
+	"\n"
+	"  -o OPTIONS        bucketfs options (see bucketfs --help): endpoint=, region=,\n"
+	"                    path_style, ca_file=, no_verify_ssl, profile=, passwd_file=,\n"
+	"                    hmac_key_file=, hmac=, timeout=, and parallel=N: objects\n"
+	"                    checked at once (default 16, at most 64)\n"
+	"  --json            the report as one JSON object on stdout\n"
+	"  --no-progress     no progress lines on stderr\n"
+	"  --abort-uploads   abort the unfinished multipart uploads found\n"
+	"  --delete-orphans  delete internal objects nothing refers to, if older than 1 hour\n"
+	"  -h, --help        this help\n"
+	"\n"
+	"Exit status: 0 no problems, 1 problems found, 2 error.\n";
+
 static void usage(void)
 {
-	fprintf(stderr, "usage: bucketfs-fsck BUCKET[:PREFIX] [-o OPTIONS] [--json] [--no-progress] "
-		"[--abort-uploads] [--delete-orphans]\n");
+	fputs(usage_line, stderr);
 }
 
 static int push(void **arr, size_t *n, size_t *cap, size_t elem)
@@ -551,7 +573,7 @@ int main(int argc, char **argv)
 		else if (!strcmp(argv[i], "--delete-orphans"))
 			f.delete_orphans = true;
 		else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-			usage();
+			printf("%s%s", usage_line, help_text);
 			free(pargv);
 			return 0;
 		} else if (!strcmp(argv[i], "-o") && i + 1 < argc) {

@@ -13,6 +13,8 @@ PACKAGES=(
     libcmocka-dev                                                # unit tests
     python3-pytest python3-pytest-timeout                        # integration tests
     python3-boto3 python3-botocore s3fs rsync attr
+    openssl                                                      # test_tls: throwaway CA
+    groff-base                                                   # test_docs: man pages
 )
 # Installed without their recommended packages: Ceph RGW, the second S3 server of the tests
 # (tests/s3server/rgw.py; so about 50 packages), and mpich for the MPI job (tests/mpi/)

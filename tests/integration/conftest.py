@@ -47,6 +47,9 @@ proxy     (session) strict audit proxy in front of s3server (what `mount` uses).
           .down() / .up(): the server goes away (connections refused, open ones
           cut) and comes back on the same port; the next test finds it up.
 peer_proxy (session) the same in "peer" mode, used by peer_mount (s3fs).
+start_proxy(s3server, mode="strict", tls=None) / stop_proxy(p): another proxy,
+          audited and reset like these; tls=(certfile, keyfile) serves HTTPS
+          (endpoint https://localhost:PORT; see test_tls.py).
 (autouse) Before each test every started proxy is reset (counters, log,
           violations, faults); after it (at teardown, after the mounts are
           unmounted, so final uploads are audited too) the test errors if any
@@ -371,27 +374,33 @@ def _s3rver_server(_session_dir):
         proc.wait()
 
 
-def _start_proxy(s3server, mode):
+def start_proxy(s3server, mode="strict", tls=None):
+    """An AuditProxy in front of s3server, reset and audited around every test like the
+    proxy fixture; tls=(certfile, keyfile) serves HTTPS. Stop it with stop_proxy()."""
     p = AuditProxy(s3server.endpoint, mode=mode, credentials={ACCESS_KEY: SECRET_KEY},
-                   region=REGION, s3rver_fixups=s3server.kind == "s3rver").start()
+                   region=REGION, s3rver_fixups=s3server.kind == "s3rver", tls=tls).start()
     _PROXIES.append(p)
     return p
 
 
-@pytest.fixture(scope="session")
-def proxy(s3server):
-    p = _start_proxy(s3server, "strict")
-    yield p
+def stop_proxy(p):
     _PROXIES.remove(p)
     p.stop()
+
+
+
+@pytest.fixture(scope="session")
+def proxy(s3server):
+    p = start_proxy(s3server, "strict")
+    yield p
+    stop_proxy(p)
 
 
 @pytest.fixture(scope="session")
 def peer_proxy(s3server):
-    p = _start_proxy(s3server, "peer")
+    p = start_proxy(s3server, "peer")
     yield p
-    _PROXIES.remove(p)
-    p.stop()
+    stop_proxy(p)
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -30,7 +30,11 @@ on the way:
 * counts requests by S3 operation and body bytes up/down, and keeps a log;
 * injects faults on demand: error responses (500 InternalError / 503
   SlowDown ...), a flipped byte in response bodies, a connection closed
-  mid-body, delays.
+  mid-body, delays;
+* optionally serves HTTPS (tls=(certfile, keyfile)): the endpoint is then
+  https://localhost:PORT, each request records the TLS server name (SNI) the
+  client sent and its Host header, and failed handshakes are kept
+  (tls_failures(), e.g. a client that does not trust the certificate).
 
 Modes: "strict" (for bucketfs) and "peer" (for s3fs as a reference client:
 UNSIGNED-PAYLOAD allowed, no Content-MD5 or canonical-encoding requirement;
@@ -62,6 +66,10 @@ Use in-process (the pytest fixtures do):
                           # ExpiredToken (S3's answer to an expired temporary key)
     p.stop()
 
+    t = AuditProxy(upstream, tls=("cert.pem", "key.pem")).start()
+    t.endpoint            # "https://localhost:PORT" (listening on 127.0.0.1)
+    t.tls_failures()      # ["[SSL: TLSV1_ALERT_UNKNOWN_CA] ...", ...]
+
 or standalone for manual debugging (prints violations as they happen):
 
     /usr/bin/python3 tests/proxy/audit_proxy.py --upstream http://127.0.0.1:4568
@@ -75,6 +83,7 @@ import http.client
 import http.server
 import re
 import socket
+import ssl
 import tempfile
 import threading
 import time
@@ -132,6 +141,8 @@ class RequestRecord:
     fault: Optional[str] = None
     access_key: Optional[str] = None      # from the Authorization header's Credential
     session_token: Optional[str] = None   # X-Amz-Security-Token, if sent
+    sni: Optional[str] = None      # TLS server name the client sent (TLS proxies only)
+    host: Optional[str] = None     # the Host header
 
 
 @dataclass
@@ -372,6 +383,12 @@ def parse_amz_date(value):
 
 # ---------------------------------------------------------------- server ---
 
+def _remember_sni(sslsock, server_name, context):
+    """SSLContext.sni_callback: keeps the name the client asked for on its socket."""
+    sslsock.bfs_sni = server_name
+    return None
+
+
 class _Rejection(Exception):
     """The request must be answered with an S3 error instead of forwarded."""
 
@@ -401,6 +418,17 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         super().setup()
         self.server.proxy._track(self.connection, True)
 
+    def handle(self):
+        if isinstance(self.connection, ssl.SSLSocket):
+            # the handshake runs here, in the connection's thread, not in accept()
+            try:
+                self.connection.do_handshake()
+            except (ssl.SSLError, OSError) as e:
+                self.server.proxy._tls_failed(e)
+                self.close_connection = True
+                return
+        super().handle()
+
     def finish(self):
         try:
             super().finish()
@@ -419,6 +447,13 @@ class _Server(http.server.ThreadingHTTPServer):
     # bucketfs opens up to 16 connections at once (more with several mounts): with the
     # default backlog of 5, SYNs dropped on a busy machine cost 1 s, 3 s, 7 s retries
     request_queue_size = 256
+    tls = None                        # ssl.SSLContext: serve HTTPS
+
+    def get_request(self):
+        sock, addr = super().get_request()
+        if self.tls is not None:
+            sock = self.tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+        return sock, addr
 
 
 class AuditProxy:
@@ -426,7 +461,7 @@ class AuditProxy:
 
     def __init__(self, upstream, mode="strict", credentials=None, region="us-east-1",
                  host="127.0.0.1", port=0, reject=True, on_violation=None,
-                 s3rver_fixups=True):
+                 s3rver_fixups=True, tls=None):
         if mode not in ("strict", "peer"):
             raise ValueError(f"mode must be 'strict' or 'peer', not {mode!r}")
         up = urlsplit(upstream)
@@ -441,6 +476,12 @@ class AuditProxy:
         self.on_violation = on_violation
         self.s3rver_fixups = s3rver_fixups   # False for a real server (Ceph RGW)
         self._bind = (host, port)
+        self._tls = None
+        if tls is not None:               # (certfile, keyfile): HTTPS for clients
+            self._tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            self._tls.load_cert_chain(*tls)
+            self._tls.sni_callback = _remember_sni
+        self._tls_failures = []
         self._lock = threading.Lock()
         self._release = threading.Event()   # set: stalled requests go on
         self._conns = set()
@@ -452,6 +493,7 @@ class AuditProxy:
     def start(self):
         self._server = _Server(self._bind, _Handler)
         self._server.proxy = self
+        self._server.tls = self._tls
         self._thread = threading.Thread(target=self._server.serve_forever,
                                         name="audit-proxy", daemon=True)
         self._thread.start()
@@ -481,6 +523,8 @@ class AuditProxy:
     @property
     def endpoint(self):
         host, port = self._server.server_address[:2] if self._server else self._bind
+        if self._tls is not None:
+            return f"https://localhost:{port}"   # the name a test certificate is for
         return f"http://{host}:{port}"
 
     @property
@@ -497,6 +541,7 @@ class AuditProxy:
             self._log = []
             self._violations = []
             self._faults = []
+            self._tls_failures = []
             self._release.set()
             self._release = threading.Event()
 
@@ -532,6 +577,15 @@ class AuditProxy:
     def violations(self):
         with self._lock:
             return list(self._violations)
+
+    def tls_failures(self):
+        """Messages of the TLS handshakes that failed since reset() (TLS proxies)."""
+        with self._lock:
+            return list(self._tls_failures)
+
+    def _tls_failed(self, err):
+        with self._lock:
+            self._tls_failures.append(str(err))
 
     def take_violations(self):
         """Return the violations recorded so far and forget them."""
@@ -616,7 +670,9 @@ class AuditProxy:
         path, query = split_target(h.path)
         op = classify(h.command, path, query, h.headers)
         bucket, key = split_bucket_key(path)
-        rec = RequestRecord(op, h.command, h.path, bucket, key, h.headers.get("Range"))
+        rec = RequestRecord(op, h.command, h.path, bucket, key, h.headers.get("Range"),
+                            sni=getattr(h.connection, "bfs_sni", None),
+                            host=h.headers.get("Host"))
         m = AUTH_RE.match((h.headers.get("Authorization") or "").strip())
         rec.access_key = m.group(1).split("/")[0] if m else None
         rec.session_token = h.headers.get("x-amz-security-token")
@@ -929,8 +985,11 @@ def main():
     ap.add_argument("--upstream", required=True, help="S3 server URL, e.g. http://127.0.0.1:4568")
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--mode", choices=("strict", "peer"), default="strict")
+    ap.add_argument("--tls-cert", help="serve HTTPS with this certificate (PEM)")
+    ap.add_argument("--tls-key", help="and this private key (PEM)")
     args = ap.parse_args()
-    proxy = AuditProxy(args.upstream, mode=args.mode, port=args.port,
+    tls = (args.tls_cert, args.tls_key) if args.tls_cert else None
+    proxy = AuditProxy(args.upstream, mode=args.mode, port=args.port, tls=tls,
                        on_violation=lambda v: print(v, flush=True)).start()
     print(f"audit proxy {args.mode} on {proxy.endpoint} -> {args.upstream}", flush=True)
     try:

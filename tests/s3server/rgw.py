@@ -103,7 +103,9 @@ err to stderr = true
 # tcp_nodelay: without it small requests wait ~40 ms for delayed ACKs
 rgw frontends = beast endpoint=127.0.0.1:{rgw_port} tcp_nodelay=1
 rgw data = {dir}/rgw
-rgw dns name = 127.0.0.1
+# Host: 127.0.0.1 and Host: localhost both mean path-style requests this way (test_tls's
+# certificate is for localhost); with 127.0.0.1 here, RGW took "localhost" for a bucket name
+rgw dns name = localhost
 rgw enable usage log = false
 rgw enable ops log = false
 rgw thread pool size = 64

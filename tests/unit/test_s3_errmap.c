@@ -73,6 +73,13 @@ static void test_curl(void **state)
 	assert_int_equal(s3_errmap_curl(CURLE_OPERATION_TIMEDOUT), -ETIMEDOUT);
 	assert_int_equal(s3_errmap_curl(CURLE_RECV_ERROR), -ECONNRESET);
 	assert_int_equal(s3_errmap_curl(CURLE_PEER_FAILED_VERIFICATION), -EPROTO);
+	assert_int_equal(s3_errmap_curl(CURLE_SSL_CONNECT_ERROR), -EPROTO);
+	assert_string_equal(s3_errmap_curl_what(CURLE_PEER_FAILED_VERIFICATION),
+			    "TLS certificate not accepted");
+	assert_non_null(s3_errmap_curl_what(CURLE_SSL_CONNECT_ERROR));
+	assert_non_null(s3_errmap_curl_what(CURLE_SSL_CACERT_BADFILE));
+	assert_null(s3_errmap_curl_what(CURLE_COULDNT_CONNECT));
+	assert_null(s3_errmap_curl_what(CURLE_OK));
 	assert_true(s3_errmap_retryable_curl(CURLE_OPERATION_TIMEDOUT));
 	assert_true(s3_errmap_retryable_curl(CURLE_RECV_ERROR));
 	assert_true(s3_errmap_retryable_curl(CURLE_SEND_ERROR));
