@@ -187,7 +187,7 @@ def _page(name):
 def test_docs_man_pages_render_cleanly():
     if not shutil.which("groff"):
         pytest.skip("groff is not installed (Debian groff-base): man pages not rendered")
-    for name in ("bucketfs", "bucketfs-fsck", "bucketfs-cache"):
+    for name in ("bucketfs", "bucketfs-fsck", "bucketfs-cache", "bucketfs-stat"):
         res = subprocess.run(["groff", "-man", "-ww", "-z", str(MAN / f"{name}.1")],
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         assert res.returncode == 0 and res.stdout == "", f"{name}.1:\n{res.stdout}"
@@ -254,7 +254,7 @@ def test_docs_bucketfs_defaults_match():
     assert _check_defaults("bucketfs", "bucketfs", names) >= 15
 
 
-@pytest.mark.parametrize("tool", ["bucketfs-fsck", "bucketfs-cache"])
+@pytest.mark.parametrize("tool", ["bucketfs-fsck", "bucketfs-cache", "bucketfs-stat"])
 def test_docs_tool_options_in_help_and_man(tool):
     words = tool_words(tool)
     help_ = help_text(tool)
