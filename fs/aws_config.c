@@ -132,15 +132,6 @@ static void ini_free(struct ini *ini)
 	memset(ini, 0, sizeof(*ini));
 }
 
-static const char *trim(const char *s, size_t *n)
-{
-	while (*n && (*s == ' ' || *s == '\t'))
-		s++, (*n)--;
-	while (*n && (s[*n - 1] == ' ' || s[*n - 1] == '\t' || s[*n - 1] == '\r'))
-		(*n)--;
-	return s;
-}
-
 static int ini_add(struct ini *ini, const char *section, const char *sub, const char *k,
 		   size_t kn, const char *v, size_t vn, int line)
 {
@@ -186,7 +177,7 @@ static int ini_parse(const char *text, struct ini *ini)
 		size_t n = strcspn(line, "\n");
 		const char *next = line[n] ? line + n + 1 : line + n;
 		size_t indent = strspn(line, " \t");
-		const char *s = trim(line, &n);
+		const char *s = bfs_trim(line, &n);
 		line = next;
 		lineno++;
 		if (n == 0 || s[0] == '#' || s[0] == ';')
@@ -198,7 +189,7 @@ static int ini_parse(const char *text, struct ini *ini)
 			if (s[n - 1] != ']' || n < 3)
 				continue;
 			size_t pn = n - 2, o = 0;
-			const char *name = trim(s + 1, &pn);
+			const char *name = bfs_trim(s + 1, &pn);
 			for (size_t i = 0; i < pn && o + 1 < sizeof(section); i++) {
 				bool blank = name[i] == ' ' || name[i] == '\t';
 				if (blank && (o == 0 || section[o - 1] == ' '))
@@ -222,7 +213,7 @@ static int ini_parse(const char *text, struct ini *ini)
 		if (!eq)
 			continue;
 		size_t kn = (size_t)(eq - s), vn = n - kn - 1;
-		const char *k = trim(s, &kn), *v = trim(eq + 1, &vn);
+		const char *k = bfs_trim(s, &kn), *v = bfs_trim(eq + 1, &vn);
 		if (!kn)
 			continue;
 		if (!nested) {

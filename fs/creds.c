@@ -66,16 +66,6 @@ static int read_secret_file(struct creds_ctx *c, const char *path, char **out)
 	return rc;
 }
 
-/* Trims blanks (and a CR) from both ends of [s, s+*n). */
-static const char *trim(const char *s, size_t *n)
-{
-	while (*n && (*s == ' ' || *s == '\t'))
-		s++, (*n)--;
-	while (*n && (s[*n - 1] == ' ' || s[*n - 1] == '\t' || s[*n - 1] == '\r'))
-		(*n)--;
-	return s;
-}
-
 /* Complete static keys from one file's profile: 0, -ENOENT if it has none, -EINVAL with a
  * message for half a pair. */
 static int use_keys(struct creds_ctx *c, const struct bfs_aws_keys *k, const char *profile,
@@ -191,7 +181,7 @@ static int parse_passwd(struct creds_ctx *c, const char *path, const char *text,
 	for (const char *line = text; *line; ) {
 		size_t n = strcspn(line, "\n");
 		const char *next = line[n] ? line + n + 1 : line + n;
-		const char *s = trim(line, &n);
+		const char *s = bfs_trim(line, &n);
 		line = next;
 		lineno++;
 		if (n == 0 || s[0] == '#')

@@ -80,17 +80,6 @@ nomem:
 	return -ENOMEM;
 }
 
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* Percent-decodes s (a malformed escape is kept as it is, like s3fs). malloc'd or NULL. */
 static char *percent_decode(const char *s)
 {
@@ -100,8 +89,8 @@ static char *percent_decode(const char *s)
 		return NULL;
 	for (size_t i = 0; i < n; i++) {
 		int hi, lo;
-		if (s[i] == '%' && i + 2 < n && (hi = hexval(s[i + 1])) >= 0 &&
-		    (lo = hexval(s[i + 2])) >= 0) {
+		if (s[i] == '%' && i + 2 < n && (hi = bfs_hexval(s[i + 1])) >= 0 &&
+		    (lo = bfs_hexval(s[i + 2])) >= 0) {
 			*p++ = (char)(hi << 4 | lo);
 			i += 2;
 		} else {

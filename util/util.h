@@ -58,6 +58,10 @@ char *bfs_uri_decode(const char *s, int plus_is_space);
 void bfs_hex(const unsigned char *in, size_t n, char *out);
 /* Decodes exactly 2n hex digits (either case) of s into n bytes: 0, or -EINVAL. */
 int bfs_unhex(const char *s, unsigned char *out, size_t n);
+/* Value of one hex digit (either case), or -1. */
+int bfs_hexval(char c);
+/* Trims blanks (and a CR) from both ends of [s, s+*n): returns the new start, *n shrinks. */
+const char *bfs_trim(const char *s, size_t *n);
 
 /* Base64 of n bytes into out (4*ceil(n/3)+1 bytes). Returns length written. */
 size_t bfs_base64(const unsigned char *in, size_t n, char *out);

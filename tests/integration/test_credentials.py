@@ -26,25 +26,10 @@ import botocore.exceptions
 import pytest
 
 from conftest import ACCESS_KEY, SECRET_KEY, bfs_bin, make_client, on_rgw
-from helpers import is_mounted, s3_body, wait_until, write_file
+from helpers import daemon_pids, is_mounted, s3_body, wait_until, write_file
 
 SECOND_KEY, SECOND_SECRET = 'BFSSECONDACCOUNT0001', 'second/Account+Secret'
 TEMP_KEY, TEMP_SECRET = 'BFSTEMPORARYKEY00001', 'temporary/Secret+Key'
-
-
-def daemon_pids(mountpoint):
-    pids = []
-    for d in os.listdir('/proc'):
-        if not d.isdigit():
-            continue
-        try:
-            with open(f'/proc/{d}/cmdline', 'rb') as f:
-                argv = f.read().split(b'\0')
-        except OSError:
-            continue
-        if os.fsencode(mountpoint) in argv and argv[0].endswith(b'bucketfs'):
-            pids.append(int(d))
-    return pids
 
 
 class Runner:

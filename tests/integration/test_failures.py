@@ -13,23 +13,8 @@ import time
 import pytest
 
 from conftest import bfs_bin
-from helpers import fmt_stats, is_mounted, s3_body, s3_keys, wait_until, write_file
-
-
-def daemon_pids(mountpoint):
-    """Pids of processes whose command line names mountpoint (a bucketfs daemon for it)."""
-    pids = []
-    for d in os.listdir('/proc'):
-        if not d.isdigit() or int(d) == os.getpid():
-            continue
-        try:
-            with open(f'/proc/{d}/cmdline', 'rb') as f:
-                argv = f.read().split(b'\0')
-        except OSError:
-            continue
-        if os.fsencode(mountpoint) in argv and argv[0].endswith(b'bucketfs'):
-            pids.append(int(d))
-    return pids
+from helpers import (daemon_pids, fmt_stats, is_mounted, s3_body, s3_keys, wait_until,
+                     write_file)
 
 
 class Runner:
