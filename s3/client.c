@@ -161,6 +161,7 @@ int s3_bucket_check(struct s3_client *c)
 
 	s3_req_init(&r, "GET", NULL);
 	r.what = "bucket check";
+	r.quiet = true; /* the caller's message says why the mount fails */
 	r.params = params;
 	r.nparams = 2;
 	atomic_fetch_add(&c->stats.list, 1);

@@ -171,6 +171,8 @@ struct s3_req {
 	int (*check)(struct s3_req *r, void *arg);
 	void *check_arg;
 	const char *what; /* operation name for messages, e.g. "PUT" */
+	bool quiet;       /* the caller reports a failure itself (a check at mount time, whose
+			   * one line is the error): logged at debug only */
 
 	/* Response. */
 	long status;

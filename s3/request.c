@@ -510,7 +510,8 @@ static void log_failure(const struct s3_client *c, const struct s3_req *r, enum 
 			int attempts, int rc, const char *why, bool retried)
 {
 	char where[S3_MAX_KEY + 80];
-	enum bfs_log_level level = retried || expected_answer(rc) ? BFS_LOG_DEBUG : BFS_LOG_ERR;
+	enum bfs_log_level level = retried || r->quiet || expected_answer(rc) ? BFS_LOG_DEBUG
+									     : BFS_LOG_ERR;
 
 	log_where(c, r, where, sizeof(where));
 	bfs_log(level, "s3 %s %s: status=%ld code=%s request_id=%s attempts=%d error=%s%s%s%s %s",
