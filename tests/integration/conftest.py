@@ -268,6 +268,12 @@ def _pids_serving(mountpoint, program):
     return found
 
 
+def daemon_pids(mountpoint):
+    """Pids of bucketfs daemons serving mountpoint (for tests that start bin/bucketfs
+    themselves)."""
+    return _pids_serving(mountpoint, "bucketfs")
+
+
 def _wait(cond, timeout, step=0.05):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -134,22 +134,6 @@ def stat_summary(st):
             'mtime_ns': st.st_mtime_ns}
 
 
-def daemon_pids(mountpoint):
-    """Pids of processes whose command line names mountpoint (a bucketfs daemon for it)."""
-    pids = []
-    for d in os.listdir('/proc'):
-        if not d.isdigit() or int(d) == os.getpid():
-            continue
-        try:
-            with open(f'/proc/{d}/cmdline', 'rb') as f:
-                argv = f.read().split(b'\0')
-        except OSError:
-            continue
-        if os.fsencode(mountpoint) in argv and argv[0].endswith(b'bucketfs'):
-            pids.append(int(d))
-    return pids
-
-
 def is_mounted(path):
     path = os.path.realpath(path)
     with open('/proc/self/mounts') as f:

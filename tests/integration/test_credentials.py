@@ -25,8 +25,8 @@ import uuid
 import botocore.exceptions
 import pytest
 
-from conftest import ACCESS_KEY, SECRET_KEY, bfs_bin, make_client, on_rgw
-from helpers import daemon_pids, is_mounted, s3_body, wait_until, write_file
+from conftest import ACCESS_KEY, SECRET_KEY, bfs_bin, daemon_pids, make_client, on_rgw
+from helpers import is_mounted, s3_body, wait_until, write_file
 
 SECOND_KEY, SECOND_SECRET = 'BFSSECONDACCOUNT0001', 'second/Account+Secret'
 TEMP_KEY, TEMP_SECRET = 'BFSTEMPORARYKEY00001', 'temporary/Secret+Key'

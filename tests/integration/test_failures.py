@@ -12,9 +12,8 @@ import time
 
 import pytest
 
-from conftest import bfs_bin
-from helpers import (daemon_pids, fmt_stats, is_mounted, s3_body, s3_keys, wait_until,
-                     write_file)
+from conftest import bfs_bin, daemon_pids
+from helpers import fmt_stats, is_mounted, s3_body, s3_keys, wait_until, write_file
 
 
 class Runner:
