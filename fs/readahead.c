@@ -182,9 +182,12 @@ static bool plan(struct bfs_readahead *ra, struct bfs_ra *st, uint64_t bs, uint6
 	/* what the window gained goes in batches (a run's GET each, up to half the window so
 	 * the batch before it is still ahead of the reader), not a block per read */
 	uint64_t batch = st->window / bs / 2, run = RA_RUN_BYTES / bs;
+	uint64_t nblocks = (fsize + bs - 1) / bs;
 	if (batch > run)
 		batch = run;
-	if (first >= last || (last - first < batch && last < (fsize + bs - 1) / bs))
+	if (nblocks - last < batch)
+		last = nblocks; /* a tail shorter than a batch goes with this one, not alone */
+	if (first >= last || (last - first < batch && last < nblocks))
 		return false;
 	st->ahead = last;
 	*from = first;

@@ -53,9 +53,11 @@ def test_sequential_read_fetches_ahead_in_a_growing_window(mount, bucket, s3, pr
     blocks = get_blocks(proxy, 'big')
     assert sorted(blocks) == list(range(48)), f'each block once: {sorted(blocks)}'
     # what the window gains goes in runs (half the 8 MiB window here), one GET each, not
-    # one GET per block
+    # one GET per block: while the window grows (1, 2, 4 MiB) its blocks go in ones and
+    # twos, up to 6 GETs depending on which of the kernel's reads arrive first; the other
+    # ~42 blocks in batches of 4, the tail with the last batch
     gets = get_ranges(proxy, 'big')
-    assert len(gets) <= 16, f'{len(gets)} GETs for 48 blocks: {sorted(gets)}'
+    assert len(gets) <= 18, f'{len(gets)} GETs for 48 blocks: {sorted(gets)}'
     assert max(last - first + 1 for first, last in gets) >= 4, sorted(gets)
 
 
