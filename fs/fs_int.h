@@ -9,6 +9,7 @@
 #define FUSE_USE_VERSION 312
 #include <fuse_lowlevel.h>
 #include <pthread.h>
+#include <stdio.h>
 
 #include "cache/cache.h"
 #include "fs/fs.h"
@@ -220,6 +221,41 @@ struct bfs_listing *bfs_listing_copy(const struct bfs_listing *l);
 void bfs_listing_note(struct bfs_fs *fs, struct bfs_inode *dir, const char *name, bool is_dir,
 		      bool present);
 
+/* ---- mime.c: the Content-Type of a new object from its name ---- */
+
+#define BFS_MIME_TYPES "/etc/mime.types"
+/* An extension -> type table. Owner: whoever loaded it; read-only, so thread-safe. */
+struct bfs_mime;
+/* Reads a mime.types file ("type ext ext...", '#' comments; the first line naming an
+ * extension wins). *out is malloc'd (bfs_mime_free). 0 or -ENOMEM. */
+int bfs_mime_parse(FILE *f, struct bfs_mime **out);
+void bfs_mime_free(struct bfs_mime *m);
+/* The type for the extension of name's last component (case-insensitive), else
+ * "application/octet-stream" (also for m NULL). Static storage / owned by m. */
+const char *bfs_mime_lookup(const struct bfs_mime *m, const char *name);
+/* bfs_mime_lookup in BFS_MIME_TYPES, read on the first call (thread-safe; a missing file
+ * is an empty table). */
+const char *bfs_mime_type(const char *name);
+
+/* ---- xattr_s3.c: the virtual user.s3.* attributes (an object's standard headers) ---- */
+
+#define BFS_S3_XATTR_PREFIX "user.s3."
+#define BFS_S3_XATTR_ETAG   "user.s3.etag"
+/* True for a name under user.s3. (never stored in x-amz-meta-xattr). */
+bool bfs_s3_xattr_is(const char *name);
+/* getxattr of such a name from m (the inode's metadata) and etag ("" = not in S3): the
+ * length, -ENODATA (no such header, or a name under user.s3. that is none of the five),
+ * -ERANGE. */
+ssize_t bfs_s3_xattr_get(const struct s3_meta *m, const char *etag, const char *name,
+			 void *buf, size_t size);
+/* Sets (val non-NULL) or removes the header in m. -EPERM for user.s3.etag, -EOPNOTSUPP
+ * for other unknown names, -EINVAL for a value holding CR, LF or NUL or empty, -E2BIG over 1 KiB, -EEXIST /
+ * -ENODATA for XATTR_CREATE / XATTR_REPLACE / removal as setxattr(2). */
+int bfs_s3_xattr_change(struct s3_meta *m, const char *name, const void *val, size_t len,
+			int flags);
+/* The names present, as listxattr(2) into buf (size 0 = just the length; -ERANGE). */
+ssize_t bfs_s3_xattr_list(const struct s3_meta *m, const char *etag, char *buf, size_t size);
+
 /* ---- record.c: the line format of journal records and metadata-index entries ---- */
 struct bfs_field {
 	const char *tag;
@@ -404,8 +440,10 @@ int bfs_make_node(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mo
  * (writeback). Returns 0 or the error that kept it out of the journal or of S3. */
 int bfs_persist_new(struct bfs_fs *fs, struct bfs_inode *ino);
 /* Stores ino's changed attributes/metadata (ino->lock held): folded into a pending upload
- * when one exists, else one CopyObject (files) or marker PUT (directories). */
-int bfs_store_meta(struct bfs_fs *fs, struct bfs_inode *ino);
+ * when one exists, else one CopyObject (files) or marker PUT (directories). A clean regular
+ * file's change waits in the journal unless now; with now, an object changed in S3 since
+ * it was read is -ESTALE (else -EAGAIN). */
+int bfs_store_meta(struct bfs_fs *fs, struct bfs_inode *ino, bool now);
 /* Fills ops with every operation bucketfs implements. */
 void bfs_fs_ops(struct fuse_lowlevel_ops *ops);
 int bfs_fs_new(struct bfs_options *o, struct s3_client *s3, struct cache *cache,

@@ -69,7 +69,7 @@ static void op_getattr(fuse_req_t req, fuse_ino_t nodeid, struct fuse_file_info 
 	bfs_inode_unpin(fs, ino);
 }
 
-int bfs_store_meta(struct bfs_fs *fs, struct bfs_inode *ino)
+int bfs_store_meta(struct bfs_fs *fs, struct bfs_inode *ino, bool now)
 {
 	bfs_inode_wait_busy(ino);
 	if (ino == fs->root && fs->opts->prefix[0] == '\0')
@@ -77,7 +77,7 @@ int bfs_store_meta(struct bfs_fs *fs, struct bfs_inode *ino)
 	/* a regular file's attributes wait in the journal (one CopyObject upload_delay later,
 	 * or none when a rename's copy takes them along: rsync's chown, chmod, utimes, rename);
 	 * a hard-linked file's other names read S3, so its change goes now */
-	bool defer = S_ISREG(ino->st.st_mode) && !ino->link_key && ino->etag[0] &&
+	bool defer = !now && S_ISREG(ino->st.st_mode) && !ino->link_key && ino->etag[0] &&
 		     ino->stage_fd < 0 && !bfs_is_dirty(ino);
 	if (defer) {
 		int rc = bfs_stage_attrs(fs, ino);
@@ -108,7 +108,7 @@ int bfs_store_meta(struct bfs_fs *fs, struct bfs_inode *ino)
 		s3_meta_free(&m);
 		return -ENOMEM;
 	}
-	bool dir = S_ISDIR(ino->st.st_mode);
+	bool dir = S_ISDIR(ino->st.st_mode), reg = S_ISREG(ino->st.st_mode);
 	/* new signature (docs/integrity.md): a marker's empty body is sealed afresh; a file
 	 * keeps its content digest and is re-signed only if its signature verified */
 	rc = dir ? bfs_integrity_seal_buf(fs->s3, fs->opts, key, "", 0, &m)
@@ -130,7 +130,8 @@ int bfs_store_meta(struct bfs_fs *fs, struct bfs_inode *ino)
 	else if (dir)
 		rc = s3_put_buf(fs->s3, key, "", 0, "application/x-directory", &m, &obj);
 	else
-		rc = s3_copy(fs->s3, key, key, &m, "application/octet-stream",
+		rc = s3_copy(fs->s3, key, key, &m, /* unless m has its own (s3.h) */
+			     reg ? bfs_mime_type(key) : "application/octet-stream",
 			     etag[0] ? etag : NULL, &obj);
 	if (rc)
 		bfs_log(BFS_LOG_ERR, "%s: cannot store attributes: %s", key, s3_last_error());
@@ -153,7 +154,7 @@ int bfs_store_meta(struct bfs_fs *fs, struct bfs_inode *ino)
 		}
 	} else if (rc == -ESTALE || rc == -ENOENT) {
 		ino->attr_expire = 0; /* changed or gone in S3: reread before the next try */
-		rc = rc == -ESTALE ? -EAGAIN : rc;
+		rc = rc == -ESTALE && !now ? -EAGAIN : rc;
 	}
 	s3_meta_free(&m);
 	free(key);
@@ -213,7 +214,7 @@ static void op_setattr(fuse_req_t req, fuse_ino_t nodeid, struct stat *attr, int
 		ino->st.st_ctim = attr->st_ctim;
 	else
 		ino->st.st_ctim = now;
-	rc = bfs_store_meta(fs, ino);
+	rc = bfs_store_meta(fs, ino, false);
 	if (rc)
 		ino->st = st; /* nothing changed */
 unlock:

@@ -323,7 +323,7 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 	if (!pending && !is_dir) {
 		rc = meta_loaded || fs->opts->nhmac_keys == 0
 		     ? s3_copy(fs->s3, okey, nkey, meta_loaded ? &m : NULL,
-			       meta_loaded ? "application/octet-stream" : NULL,
+			       meta_loaded ? bfs_mime_type(nkey) : NULL, /* unless m has one */
 			       etag[0] && !linked ? etag : NULL, NULL)
 		     : bfs_integrity_copy(fs->s3, fs->opts, okey, nkey);
 		if (rc == 0)

@@ -1,5 +1,5 @@
-/* fs/ops_xattr.c — extended attributes (stored in x-amz-meta-xattr the way s3fs does) and
- * statfs. */
+/* fs/ops_xattr.c — extended attributes (stored in x-amz-meta-xattr the way s3fs does; the
+ * virtual user.s3.* ones are the object's headers, fs/xattr_s3.c) and statfs. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,7 +29,9 @@ static void op_getxattr(fuse_req_t req, fuse_ino_t nodeid, const char *name, siz
 	ssize_t rc = !ino ? -ESTALE : (size && !buf) ? -ENOMEM : load_meta(fs, ino);
 	if (rc == 0) {
 		pthread_mutex_lock(&ino->lock);
-		rc = bfs_xattr_get(&ino->meta, name, buf, size);
+		rc = bfs_s3_xattr_is(name)
+		     ? bfs_s3_xattr_get(&ino->meta, ino->etag, name, buf, size)
+		     : bfs_xattr_get(&ino->meta, name, buf, size);
 		pthread_mutex_unlock(&ino->lock);
 	}
 	if (rc < 0)
@@ -51,6 +53,13 @@ static void op_listxattr(fuse_req_t req, fuse_ino_t nodeid, size_t size)
 	if (rc == 0) {
 		pthread_mutex_lock(&ino->lock);
 		rc = bfs_xattr_list(&ino->meta, buf, size);
+		if (rc >= 0) {
+			/* then the user.s3.* names (fs/xattr_s3.c) */
+			ssize_t r2 = bfs_s3_xattr_list(&ino->meta, ino->etag,
+						       size ? buf + rc : NULL,
+						       size ? size - (size_t)rc : 0);
+			rc = r2 < 0 ? r2 : rc + r2;
+		}
 		pthread_mutex_unlock(&ino->lock);
 	}
 	if (rc < 0)
@@ -71,7 +80,13 @@ static int change_xattr(struct bfs_fs *fs, struct bfs_inode *ino, const char *na
 		return -EROFS;
 	if (bfs_stats_is_xattr(ino == fs->root ? FUSE_ROOT_ID : 0, name))
 		return -EPERM; /* read-only statistics */
-	int rc = load_meta(fs, ino);
+	bool header = bfs_s3_xattr_is(name);
+	if (header && ino == fs->root)
+		return -EOPNOTSUPP; /* no object of its own */
+	/* a header change rewrites the object's metadata from what we hold: read it afresh
+	 * (one HEAD) so that a change made elsewhere is the base, and the copy's If-Match
+	 * catches one made after that (servers that ignore it still get the fresh base) */
+	int rc = header ? bfs_attr_refresh(fs, ino, true) : load_meta(fs, ino);
 	if (rc)
 		return rc;
 	pthread_mutex_lock(&ino->lock);
@@ -79,11 +94,14 @@ static int change_xattr(struct bfs_fs *fs, struct bfs_inode *ino, const char *na
 	rc = s3_meta_copy(&saved, &ino->meta);
 	if (rc)
 		goto unlock;
-	rc = value ? bfs_xattr_set(&ino->meta, name, value, size, flags)
-		   : bfs_xattr_remove(&ino->meta, name);
+	rc = header ? bfs_s3_xattr_change(&ino->meta, name, value, size, flags)
+	     : value ? bfs_xattr_set(&ino->meta, name, value, size, flags)
+		     : bfs_xattr_remove(&ino->meta, name);
 	if (rc == 0) {
 		clock_gettime(CLOCK_REALTIME, &ino->st.st_ctim);
-		rc = bfs_store_meta(fs, ino);
+		/* a header changes at once (one CopyObject, -ESTALE if the object changed in S3
+		 * meanwhile); a user attribute may wait in the journal */
+		rc = bfs_store_meta(fs, ino, header);
 	}
 	if (rc) {
 		s3_meta_free(&ino->meta);

@@ -124,9 +124,12 @@ static int record_decode(const char *rec, char **key, char **remote, struct s3_m
 	return rc;
 }
 
-static const char *content_type_of(mode_t mode)
+/* The Content-Type an upload sends when m has none of its own (S3_HDR_CONTENT_TYPE: the
+ * object's, or what the user set): a regular file's is guessed from its name. */
+static const char *content_type_of(mode_t mode, const char *key)
 {
-	return S_ISDIR(mode) ? "application/x-directory" : "application/octet-stream";
+	return S_ISDIR(mode) ? "application/x-directory"
+	       : S_ISREG(mode) ? bfs_mime_type(key) : "application/octet-stream";
 }
 
 static void wait_idle(struct bfs_inode *ino)
@@ -390,8 +393,8 @@ static int do_upload(struct bfs_fs *fs, struct bfs_inode *ino, bool force, bool 
 	linked = ino->link_key != NULL;
 	if (attr_only) {
 		/* one CopyObject onto itself, only if it is still the object we changed */
-		rc = s3_copy(fs->s3, key, key, &m, content_type_of(mode), base[0] ? base : NULL,
-			     &obj);
+		rc = s3_copy(fs->s3, key, key, &m, content_type_of(mode, key),
+			     base[0] ? base : NULL, &obj);
 		if (rc == -ESTALE || rc == -ENOENT) {
 			bfs_log(BFS_LOG_WARN, "%s changed in S3 before its attribute change was "
 				"stored; the change is dropped", key);
@@ -409,8 +412,12 @@ static int do_upload(struct bfs_fs *fs, struct bfs_inode *ino, bool force, bool 
 		/* digests + signature (docs/integrity.md), then the PUT */
 		if (rc == 0)
 			rc = bfs_integrity_seal(fs->s3, fs->opts, key, fd, size, &m);
+		/* a new object's type, kept with its metadata from now on (rename, later
+		 * writes) */
+		if (rc == 0 && !s3_meta_get(&m, S3_HDR_CONTENT_TYPE))
+			rc = s3_meta_set(&m, S3_HDR_CONTENT_TYPE, content_type_of(mode, key));
 		if (rc == 0)
-			rc = s3_put_fd(fs->s3, key, fd, size, content_type_of(mode), &m, &obj);
+			rc = s3_put_fd(fs->s3, key, fd, size, NULL, &m, &obj);
 	}
 
 	pthread_mutex_lock(&ino->lock);
@@ -660,7 +667,8 @@ static int recover_attrs(struct bfs_fs *fs, const struct cache_dirty *d, const c
 		mode_t mode = ms ? (mode_t)strtoul(ms, NULL, 10) : S_IFREG;
 		rc = bfs_integrity_resign(fs->opts, key, &cur.meta, cur.size, key, m);
 		if (rc == 0)
-			rc = s3_copy(fs->s3, key, key, m, content_type_of(mode), cur.etag, NULL);
+			rc = s3_copy(fs->s3, key, key, m, content_type_of(mode, key), cur.etag,
+				     NULL);
 		if (rc == 0)
 			bfs_log(BFS_LOG_INFO, "recovered the attributes of %s from the write-back "
 				"journal", key);
@@ -735,8 +743,8 @@ static int recover_one(struct bfs_fs *fs, const struct cache_dirty *d)
 	mode_t mode = ms ? (mode_t)strtoul(ms, NULL, 10) : S_IFREG;
 	rc = bfs_integrity_seal(fs->s3, fs->opts, target ? target : key, fd, d->size, &m);
 	if (rc == 0)
-		rc = s3_put_fd(fs->s3, target ? target : key, fd, d->size, content_type_of(mode),
-			       &m, NULL);
+		rc = s3_put_fd(fs->s3, target ? target : key, fd, d->size,
+			       content_type_of(mode, key), &m, NULL);
 	if (rc) {
 		bfs_log(BFS_LOG_ERR, "%s: recovery upload failed, kept in the journal: %s", key,
 			s3_last_error());

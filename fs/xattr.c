@@ -172,12 +172,13 @@ out:
 	return rc;
 }
 
-/* Bytes of user metadata in m (names and values), not counting the xattr header. */
+/* Bytes of user metadata in m (names and values), not counting the xattr header (nor the
+ * standard headers m keeps, which are not user metadata). */
 static size_t meta_size_without_xattr(const struct s3_meta *m)
 {
 	size_t total = 0;
 	for (size_t i = 0; i < m->n; i++)
-		if (strcmp(m->kv[i].name, "xattr") != 0)
+		if (strcmp(m->kv[i].name, "xattr") != 0 && !s3_meta_is_header(m->kv[i].name))
 			total += strlen(m->kv[i].name) + strlen(m->kv[i].value);
 	return total;
 }

@@ -98,6 +98,39 @@ int s3_meta_copy(struct s3_meta *dst, const struct s3_meta *src)
 	return 0;
 }
 
+static const struct {
+	const char *meta, *header;
+} std_headers[] = {
+	{ S3_HDR_CONTENT_TYPE, "Content-Type" },
+	{ S3_HDR_CONTENT_ENCODING, "Content-Encoding" },
+	{ S3_HDR_CACHE_CONTROL, "Cache-Control" },
+	{ S3_HDR_CONTENT_DISPOSITION, "Content-Disposition" },
+};
+
+bool s3_meta_is_header(const char *name)
+{
+	return name[0] == ':';
+}
+
+const char *s3_meta_header_name(const char *name)
+{
+	for (size_t i = 0; i < sizeof(std_headers) / sizeof(std_headers[0]); i++)
+		if (strcasecmp(name, std_headers[i].meta) == 0)
+			return std_headers[i].header;
+	return NULL;
+}
+
+/* The ':' name of a standard response header line "Name: ...", or NULL. */
+static const char *std_header_meta(const char *line, size_t nlen)
+{
+	for (size_t i = 0; i < sizeof(std_headers) / sizeof(std_headers[0]); i++) {
+		const char *h = std_headers[i].header;
+		if (strlen(h) == nlen && strncasecmp(line, h, nlen) == 0)
+			return std_headers[i].meta;
+	}
+	return NULL;
+}
+
 void s3_object_init(struct s3_object *o)
 {
 	memset(o, 0, sizeof(*o));
@@ -193,8 +226,10 @@ void s3_parse_header_line(struct s3_req *r, const char *line, size_t len)
 		time_t t = curl_getdate(value, NULL);
 		r->obj.last_modified.tv_sec = t > 0 ? t : 0;
 		r->obj.last_modified.tv_nsec = 0;
-	} else if (IS("Content-Type")) {
-		snprintf(r->obj.content_type, sizeof(r->obj.content_type), "%s", value);
+	} else if (std_header_meta(line, nlen)) {
+		if (IS("Content-Type"))
+			snprintf(r->obj.content_type, sizeof(r->obj.content_type), "%s", value);
+		s3_meta_set(&r->obj.meta, std_header_meta(line, nlen), value);
 	} else if (IS("x-amz-request-id")) {
 		snprintf(r->request_id, sizeof(r->request_id), "%s", value);
 	} else if (nlen > 11 && strncasecmp(line, "x-amz-meta-", 11) == 0) {

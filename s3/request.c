@@ -74,13 +74,24 @@ static bool header_safe(const char *s)
 
 int s3_req_meta(struct s3_req *r, const struct s3_meta *meta, const char *content_type)
 {
-	const char *ct = content_type ? content_type : "application/octet-stream";
+	const char *ct = meta ? s3_meta_get(meta, S3_HDR_CONTENT_TYPE) : NULL;
 
+	if (!ct)
+		ct = content_type ? content_type : "application/octet-stream";
 	if (!header_safe(ct))
 		return -EINVAL;
 	s3_req_header(r, "Content-Type", "%s", ct);
 	for (size_t i = 0; meta && i < meta->n; i++) {
 		const char *name = meta->kv[i].name, *value = meta->kv[i].value;
+		if (s3_meta_is_header(name)) {
+			/* a standard header (s3.h); Content-Type went above */
+			const char *h = s3_meta_header_name(name);
+			if (!h || !header_safe(value))
+				return -EINVAL;
+			if (strcmp(h, "Content-Type") != 0)
+				s3_req_header(r, h, "%s", value);
+			continue;
+		}
 		if (!*name || strpbrk(name, "\r\n: \t") || !header_safe(value))
 			return -EINVAL;
 		s3_req_header(r, "x-amz-meta-", "%s", value);

@@ -69,7 +69,10 @@ struct s3_config {
 };
 
 /* User metadata: x-amz-meta-NAME: VALUE pairs, NAME stored lowercase without the prefix.
- * The struct owns its strings. Not thread-safe: one owner at a time. */
+ * Names beginning with ':' are instead the object's standard headers (S3_HDR_*, below):
+ * responses put them here, and requests that send metadata send them as those headers, so
+ * whatever carries an object's metadata along carries them too. (No x-amz-meta- name can
+ * hold a ':'.) The struct owns its strings. Not thread-safe: one owner at a time. */
 struct s3_kv {
 	char *name;
 	char *value;
@@ -84,6 +87,16 @@ int s3_meta_set(struct s3_meta *m, const char *name, const char *value); /* repl
 const char *s3_meta_get(const struct s3_meta *m, const char *name);     /* NULL if absent */
 void s3_meta_del(struct s3_meta *m, const char *name);
 int s3_meta_copy(struct s3_meta *dst, const struct s3_meta *src); /* dst initialised by callee */
+
+/* The standard headers kept in struct s3_meta, as their names there. */
+#define S3_HDR_CONTENT_TYPE        ":content-type"
+#define S3_HDR_CONTENT_ENCODING    ":content-encoding"
+#define S3_HDR_CACHE_CONTROL       ":cache-control"
+#define S3_HDR_CONTENT_DISPOSITION ":content-disposition"
+/* True for such a name (a standard header, not x-amz-meta-). */
+bool s3_meta_is_header(const char *name);
+/* The HTTP header a ':' name stands for ("Cache-Control"), or NULL if it is none of the four. */
+const char *s3_meta_header_name(const char *name);
 
 /* What HEAD/GET/PUT/COPY learn about an object. Owner: the caller; free with s3_object_free. */
 struct s3_object {
@@ -128,7 +141,8 @@ int s3_get_to_fd(struct s3_client *c, const char *key, int fd, const char *if_ma
 		 const char *if_none_match, struct s3_object *info);
 
 /* Uploads size bytes of fd (read with pread from offset 0) as key with the given metadata
- * and Content-Type (NULL = application/octet-stream). Single PUT with Content-MD5 when
+ * and Content-Type (NULL = application/octet-stream; meta's S3_HDR_CONTENT_TYPE wins over
+ * it, here and in s3_put_buf and s3_copy). Single PUT with Content-MD5 when
  * size <= part_size, else multipart with parts uploaded in parallel, each with Content-MD5;
  * a failed multipart upload is aborted. The returned ETag is checked against the MD5 sent
  * (single part) and a mismatch retried, then -EBADMSG. out (nullable) gets etag and size. */

@@ -13,6 +13,7 @@ PACKAGES=(
     libcmocka-dev                                                # unit tests
     python3-pytest python3-pytest-timeout                        # integration tests
     python3-boto3 python3-botocore s3fs rsync attr
+    media-types                                                  # /etc/mime.types: Content-Type of new files
     openssl                                                      # test_tls: throwaway CA
     groff-base                                                   # test_docs: man pages
 )

@@ -356,10 +356,53 @@ static void test_request_shape(void **state)
 	assert_null(strstr(srv.last_request, "UNSIGNED-PAYLOAD"));
 	assert_null(strstr(srv.last_request, "Expect:"));
 
+	/* The standard headers metadata keeps (s3.h) go as themselves; its type wins. */
+	script(1, a);
+	s3_meta_set(&m, S3_HDR_CONTENT_TYPE, "text/css");
+	s3_meta_set(&m, S3_HDR_CACHE_CONTROL, "max-age=9");
+	s3_meta_set(&m, S3_HDR_CONTENT_ENCODING, "gzip");
+	s3_meta_set(&m, S3_HDR_CONTENT_DISPOSITION, "inline");
+	assert_int_equal(s3_put_buf(c, "k", "hello", 5, "text/x", &m, NULL), 0);
+	assert_non_null(strstr(srv.last_request, "Content-Type: text/css\r\n"));
+	assert_null(strstr(srv.last_request, "text/x"));
+	assert_non_null(strstr(srv.last_request, "Cache-Control: max-age=9\r\n"));
+	assert_non_null(strstr(srv.last_request, "Content-Encoding: gzip\r\n"));
+	assert_non_null(strstr(srv.last_request, "Content-Disposition: inline\r\n"));
+	assert_null(strstr(srv.last_request, "x-amz-meta-:"));
+	assert_null(strstr(srv.last_request, "x-amz-meta-cache"));
+	s3_meta_set(&m, ":x-evil", "1");
+	assert_int_equal(s3_put_buf(c, "k", "x", 1, NULL, &m, NULL), -EINVAL);
+	s3_meta_del(&m, ":x-evil");
+
 	/* A header injection through metadata is refused before anything is sent. */
 	s3_meta_set(&m, "evil", "a\r\nx-amz-acl: public-read");
 	assert_int_equal(s3_put_buf(c, "k", "x", 1, NULL, &m, NULL), -EINVAL);
 	s3_meta_free(&m);
+	s3_client_free(c);
+}
+
+/* A HEAD keeps the standard headers with the metadata, under their S3_HDR_* names. */
+static void test_head_headers(void **state)
+{
+	(void)state;
+	struct answer a[] = { { 200, "ETag: \"e\"\r\nContent-Type: text/html\r\n"
+				     "cache-control: no-cache\r\nContent-Encoding: br\r\n"
+				     "Content-Disposition: attachment; filename=\"x\"\r\n"
+				     "x-amz-meta-mode: 33188\r\n", NULL } };
+	struct s3_client *c = client(0, NULL);
+	struct s3_object o;
+
+	script(1, a);
+	assert_int_equal(s3_head(c, "k", &o), 0);
+	assert_string_equal(o.content_type, "text/html");
+	assert_string_equal(s3_meta_get(&o.meta, S3_HDR_CONTENT_TYPE), "text/html");
+	assert_string_equal(s3_meta_get(&o.meta, S3_HDR_CACHE_CONTROL), "no-cache");
+	assert_string_equal(s3_meta_get(&o.meta, S3_HDR_CONTENT_ENCODING), "br");
+	assert_string_equal(s3_meta_get(&o.meta, S3_HDR_CONTENT_DISPOSITION),
+			    "attachment; filename=\"x\"");
+	assert_string_equal(s3_meta_get(&o.meta, "mode"), "33188");
+	assert_int_equal(o.meta.n, 5);
+	s3_object_free(&o);
 	s3_client_free(c);
 }
 
@@ -496,6 +539,7 @@ int main(void)
 		cmocka_unit_test(test_copy_200_with_error),
 		cmocka_unit_test(test_connection_reuse),
 		cmocka_unit_test(test_request_shape),
+		cmocka_unit_test(test_head_headers),
 		cmocka_unit_test(test_list_request),
 		cmocka_unit_test(test_bucket_check),
 		cmocka_unit_test(test_refused_keys_refreshed),
