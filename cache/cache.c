@@ -16,6 +16,7 @@
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <unistd.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -154,6 +155,26 @@ static int subdir(const struct cache *c, const char *name)
 	return 0;
 }
 
+/* The cache holds file data and the journal, so it must be its user's own: a directory
+ * owned by another user is refused with -EPERM (they could read or replace what it holds;
+ * root too, since /tmp/x may be anybody's), and one open to group or others is closed to
+ * 0700. A read-only open (a tool looking at a cache) only needs it to be a directory. */
+static int check_private(const struct cache *c)
+{
+	struct stat st;
+	if (stat(c->dir, &st) < 0)
+		return -errno;
+	if (!S_ISDIR(st.st_mode))
+		return -ENOTDIR;
+	if (c->rdonly)
+		return 0;
+	if (st.st_uid != geteuid())
+		return -EPERM;
+	if ((st.st_mode & 077) && chmod(c->dir, 0700) < 0)
+		return -errno;
+	return 0;
+}
+
 /* Takes the process lock: flock is per open file description, so a second cache_open of the
  * same dir, in this process or another, gets -EBUSY. */
 static int lock_dir(struct cache *c)
@@ -274,7 +295,7 @@ int cache_open(const struct cache_config *cfg, struct cache **out)
 	}
 	if (!(c->flags & CACHE_OPEN_TOOL) && (rc = mkdir_p(c->dir)))
 		goto out;
-	if ((rc = lock_dir(c)) || (rc = subdir(c, "index")) || (rc = subdir(c, "blocks")) ||
+	if ((rc = check_private(c)) || (rc = lock_dir(c)) || (rc = subdir(c, "index")) || (rc = subdir(c, "blocks")) ||
 	    (rc = subdir(c, "dirty")))
 		goto out;
 	c->size_cap = cfg->size_cap;
@@ -298,7 +319,8 @@ int cache_open(const struct cache_config *cfg, struct cache **out)
 	*out = c;
 out:
 	if (rc < 0) {
-		if (rc != -EBUSY && !((c->flags & CACHE_OPEN_TOOL) && rc == -ENOENT))
+		/* busy and someone else's (check_private) are the caller's to explain */
+		if (rc != -EBUSY && rc != -EPERM && !((c->flags & CACHE_OPEN_TOOL) && rc == -ENOENT))
 			bfs_log(BFS_LOG_ERR, "cache: cannot open %s: %s", cfg->dir, strerror(-rc));
 		cache_close(c);
 	}

@@ -40,6 +40,12 @@ void bfs_attr_apply(struct bfs_fs *fs, struct bfs_inode *ino, const struct s3_ob
 	if (is_dir) {
 		st.st_mode = S_IFDIR | (st.st_mode & 07777);
 		st.st_size = 0;
+		/* entries this mount changed since the marker was written: S3 has an older mtime
+		 * until the marker's next write stores it */
+		if (bfs_ts_before(&st.st_mtim, &ino->touched))
+			st.st_mtim = ino->touched;
+		if (bfs_ts_before(&st.st_ctim, &ino->touched))
+			st.st_ctim = ino->touched;
 	}
 	/* st_ino comes from the key (bfs_ino_of_key, set by the caller): the same on every
 	 * mount and machine, and never shared by two objects the way a stored number copied
@@ -251,7 +257,8 @@ static void apply_found(struct bfs_fs *fs, struct bfs_inode *ino, struct found *
 			f->link_key = NULL;
 		}
 		/* hard links share the number of their content object */
-		ino->st.st_ino = bfs_ino_of_key(ino->link_key ? ino->link_key : key);
+		ino->st.st_ino = ino->link_key ? bfs_ino_of_content(ino->link_key, &f->obj.meta)
+					       : bfs_ino_of_key(key);
 		bfs_attr_apply(fs, ino, f->is_dir && !f->marker ? NULL : &f->obj, f->is_dir);
 	}
 	pthread_mutex_unlock(&ino->lock);

@@ -79,6 +79,8 @@ struct bfs_inode {
 	char *remote_key;           /* where the object is in S3 while dirty (NULL: nowhere yet) */
 	char base_etag[72];         /* ETag the staged data started from */
 	char kcache_etag[72];       /* version the kernel's page cache was filled from (open) */
+	struct timespec touched;    /* directory: when this mount last added or removed an entry
+	                             * (its mtime and ctime; kept over an older stored mtime) */
 	char *neg_name;             /* directory: a name S3 just said is not there, and when */
 	int64_t neg_at;             /* (monotonic ns): the call after the kernel's lookup of it
 	                             * (rename's target) need not ask again (fs/attr.c) */
@@ -137,6 +139,8 @@ struct bfs_fs {
 #define BFS_INTERNAL_DIR ".bucketfs"
 #define BFS_LINK_META "bfs-link"
 #define BFS_NLINK_META "bfs-nlink"
+/* on a content object: the st_ino its file had when it was first linked (decimal) */
+#define BFS_INO_META "bfs-ino"
 /* ETag of every name object of a hard link: its body is empty, and a PUT's ETag is checked
  * to be the body's MD5 (s3/object.c) */
 #define BFS_EMPTY_ETAG "d41d8cd98f00b204e9800998ecf8427e"
@@ -184,6 +188,9 @@ void bfs_inode_move(struct bfs_fs *fs, struct bfs_inode *ino, struct bfs_inode *
 void bfs_inode_detach(struct bfs_fs *fs, struct bfs_inode *ino);
 /* Stable st_ino for a key (FNV-1a 64 of the key, never 0 or 1). */
 ino_t bfs_ino_of_key(const char *key);
+/* st_ino of a hard-linked file: what its content object (key link_key, metadata m, nullable)
+ * recorded at the first link (BFS_INO_META), else the content key's hash. */
+ino_t bfs_ino_of_content(const char *link_key, const struct s3_meta *m);
 
 /* ---- attr.c: attributes from S3 ---- */
 /* Fresh attributes of ino from S3 (HEAD, or listing for implicit dirs) unless cached and
@@ -217,7 +224,8 @@ void bfs_listing_remove(struct bfs_listing *l, const char *name);
 /* Index of name in l or -1. */
 long bfs_listing_find(const struct bfs_listing *l, const char *name);
 struct bfs_listing *bfs_listing_copy(const struct bfs_listing *l);
-/* Updates the cached listing of dir after a local create/remove (no-op if none cached). */
+/* After a local create/remove of name in dir: updates dir's cached listing (if any) and
+ * sets dir's mtime and ctime to now (stored with its marker's next write). */
 void bfs_listing_note(struct bfs_fs *fs, struct bfs_inode *dir, const char *name, bool is_dir,
 		      bool present);
 
@@ -253,8 +261,6 @@ ssize_t bfs_s3_xattr_get(const struct s3_meta *m, const char *etag, const char *
  * -ENODATA for XATTR_CREATE / XATTR_REPLACE / removal as setxattr(2). */
 int bfs_s3_xattr_change(struct s3_meta *m, const char *name, const void *val, size_t len,
 			int flags);
-/* The names present, as listxattr(2) into buf (size 0 = just the length; -ERANGE). */
-ssize_t bfs_s3_xattr_list(const struct s3_meta *m, const char *etag, char *buf, size_t size);
 
 /* ---- record.c: the line format of journal records and metadata-index entries ---- */
 struct bfs_field {

@@ -224,5 +224,8 @@ void bfs_listing_note(struct bfs_fs *fs, struct bfs_inode *dir, const char *name
 			bfs_listing_remove(dir->listing, name);
 		}
 	}
+	/* POSIX: an entry made or removed changes the directory's mtime and ctime */
+	clock_gettime(CLOCK_REALTIME, &dir->touched);
+	dir->st.st_mtim = dir->st.st_ctim = dir->touched;
 	pthread_mutex_unlock(&dir->lock);
 }

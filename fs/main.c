@@ -42,6 +42,9 @@ static int open_cache(const struct bfs_options *o, struct cache **out)
 		rc = cache_open(&cc, out); /* the daemon that held it has finished */
 	if (rc == -EBUSY)
 		; /* said by bfs_cache_wait */
+	else if (rc == -EPERM)
+		die("cannot use cache_dir %s: it belongs to another user (it holds file data and "
+		    "the journal, so it must be the mounting user's own)", o->cache_dir, NULL);
 	else if (rc)
 		die("cannot use cache_dir %s: %s", o->cache_dir, strerror(-rc));
 	return rc;

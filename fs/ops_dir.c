@@ -55,7 +55,9 @@ fail:
 	fuse_reply_err(req, -rc);
 }
 
-#define META_MAGIC "bfsm1"
+/* bfsm2: the blob holds the standard headers too (":content-type", ...; s3/s3.h); a bfsm1
+ * blob of an older version is not used (one HEAD again) */
+#define META_MAGIC "bfsm2"
 
 /* The metadata index (cache_meta_*): what a HEAD said about an object, keyed by the
  * (ETag, LastModified, Size) a LIST shows, so an unchanged object needs no HEAD again. */
@@ -168,7 +170,8 @@ static void apply_attrs(struct bfs_fs *fs, struct bfs_dirh *h, const struct bfs_
 		size_t kl = strlen(key);
 		if (d->is_dir && kl)
 			key[kl - 1] = '\0';
-		c->st.st_ino = bfs_ino_of_key(c->link_key ? c->link_key : key);
+		c->st.st_ino = c->link_key ? bfs_ino_of_content(c->link_key, rc ? NULL : &o->meta)
+					   : bfs_ino_of_key(key);
 		if (d->is_dir && kl)
 			key[kl - 1] = '/';
 		bfs_attr_apply(fs, c, rc ? NULL : o, d->is_dir);

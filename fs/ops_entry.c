@@ -217,6 +217,8 @@ static void op_setattr(fuse_req_t req, fuse_ino_t nodeid, struct stat *attr, int
 	rc = bfs_store_meta(fs, ino, false);
 	if (rc)
 		ino->st = st; /* nothing changed */
+	else if (S_ISDIR(ino->st.st_mode))
+		ino->touched = (struct timespec){ 0 }; /* the marker has the times now */
 unlock:
 	st = ino->st;
 	pthread_mutex_unlock(&ino->lock);

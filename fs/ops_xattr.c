@@ -52,14 +52,8 @@ static void op_listxattr(fuse_req_t req, fuse_ino_t nodeid, size_t size)
 	ssize_t rc = !ino ? -ESTALE : (size && !buf) ? -ENOMEM : load_meta(fs, ino);
 	if (rc == 0) {
 		pthread_mutex_lock(&ino->lock);
+		/* the user.s3.* names are not listed (fs/xattr_s3.c) */
 		rc = bfs_xattr_list(&ino->meta, buf, size);
-		if (rc >= 0) {
-			/* then the user.s3.* names (fs/xattr_s3.c) */
-			ssize_t r2 = bfs_s3_xattr_list(&ino->meta, ino->etag,
-						       size ? buf + rc : NULL,
-						       size ? size - (size_t)rc : 0);
-			rc = r2 < 0 ? r2 : rc + r2;
-		}
 		pthread_mutex_unlock(&ino->lock);
 	}
 	if (rc < 0)

@@ -1,7 +1,10 @@
 /* fs/xattr_s3.c — the virtual extended attributes user.s3.*: an object's Content-Type,
  * Content-Encoding, Cache-Control and Content-Disposition (kept in its metadata under the
  * S3_HDR_* names, s3/s3.h) and its ETag (read-only). They are never stored in
- * x-amz-meta-xattr: changing one changes the header itself (fs/ops_xattr.c). */
+ * x-amz-meta-xattr: changing one changes the header itself (fs/ops_xattr.c). Like the
+ * virtual attributes of other file systems (CephFS's ceph.*), they are read and set by name
+ * and not listed, so getfattr -d, rsync -X and cp -a copy only the user's own attributes
+ * (a copied user.s3.etag could never be set, and would fail the copy). */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -89,27 +92,4 @@ int bfs_s3_xattr_change(struct s3_meta *m, const char *name, const void *val, si
 	int rc = s3_meta_set(m, mn, v);
 	free(v);
 	return rc;
-}
-
-ssize_t bfs_s3_xattr_list(const struct s3_meta *m, const char *etag, char *buf, size_t size)
-{
-	const char *present[NNAMES + 1];
-	size_t n = 0, total = 0;
-	for (size_t i = 0; i < NNAMES; i++)
-		if (s3_meta_get(m, names[i].meta))
-			present[n++] = names[i].xattr;
-	if (etag[0])
-		present[n++] = BFS_S3_XATTR_ETAG;
-	for (size_t i = 0; i < n; i++)
-		total += strlen(present[i]) + 1;
-	if (size == 0)
-		return (ssize_t)total;
-	if (size < total)
-		return -ERANGE;
-	for (size_t i = 0; i < n; i++) {
-		size_t l = strlen(present[i]) + 1;
-		memcpy(buf, present[i], l);
-		buf += l;
-	}
-	return (ssize_t)total;
 }

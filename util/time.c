@@ -16,6 +16,11 @@ int64_t bfs_now_ns(void)
 	return clock_ns(CLOCK_REALTIME);
 }
 
+bool bfs_ts_before(const struct timespec *a, const struct timespec *b)
+{
+	return a->tv_sec < b->tv_sec || (a->tv_sec == b->tv_sec && a->tv_nsec < b->tv_nsec);
+}
+
 int64_t bfs_mono_ns(void)
 {
 	return clock_ns(CLOCK_MONOTONIC);

@@ -26,6 +26,8 @@ void bfs_log(enum bfs_log_level level, const char *fmt, ...)
 /* CLOCK_REALTIME / CLOCK_MONOTONIC now, as nanoseconds. */
 int64_t bfs_now_ns(void);
 int64_t bfs_mono_ns(void);
+/* a earlier than b */
+bool bfs_ts_before(const struct timespec *a, const struct timespec *b);
 
 /* ---- latency histograms (util/hist.c) ----
  * Log-linear buckets of nanoseconds (8 per power of two: quantiles within 12.5%), updated

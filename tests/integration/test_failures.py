@@ -203,6 +203,47 @@ def test_passwd_file_0600_works(runner, s3, bucket):
     assert_works(runner, s3, bucket, mnt, r)
 
 
+def test_cache_dir_of_another_user_refused(runner, s3, bucket):
+    """A cache_dir holds file data and the journal: one owned by another user (here nobody,
+    65534, as in a /tmp directory somebody else made) is refused with one line, and nothing
+    in it is touched."""
+    cache = runner.tmp / 'cache'
+    cache.mkdir()
+    os.chown(cache, 65534, 65534)
+    mnt = runner.mountpoint()
+    r = runner.run(bucket, mnt)
+    assert_clean_failure(r, mnt, 'belongs to another user')
+    assert os.listdir(cache) == [], os.listdir(cache)
+    assert stat.S_IMODE(os.stat(cache).st_mode) == 0o755
+
+
+def test_cache_dir_is_private(runner, s3, bucket):
+    """A cache_dir open to others is closed to 0700 at mount; every directory bucketfs makes
+    in it is 0700 and every file 0600 (blocks, index, journal data, lock)."""
+    cache = runner.tmp / 'cache'
+    cache.mkdir(mode=0o755)
+    os.chmod(cache, 0o755)
+    mnt = runner.mountpoint()
+    r = runner.run(bucket, mnt, opts=['consistency=writeback', 'upload_delay=60'])
+    assert r.returncode == 0, r.stderr
+    assert wait_until(lambda: is_mounted(mnt), 10)
+    s3.put_object(Bucket=bucket, Key='cached', Body=b'c' * 100000)
+    with open(os.path.join(mnt, 'cached'), 'rb') as f:
+        assert f.read() == b'c' * 100000
+    write_file(os.path.join(mnt, 'pending'), b'in the journal')  # upload_delay: stays
+    seen = {'dir': 0, 'file': 0}
+    for root, dirs, files in os.walk(cache):
+        assert stat.S_IMODE(os.stat(root).st_mode) == 0o700, root
+        seen['dir'] += 1
+        for f in files:
+            st = os.lstat(os.path.join(root, f))
+            assert stat.S_IMODE(st.st_mode) == 0o600, (os.path.join(root, f), oct(st.st_mode))
+            seen['file'] += 1
+    assert seen['dir'] >= 4 and seen['file'] >= 4, seen  # cache, index, blocks, dirty ...
+    runner.unmount(mnt)
+    assert s3_body(s3, bucket, 'pending') == b'in the journal'
+
+
 def write_aws_credentials(runner, profiles):
     d = runner.home / '.aws'
     d.mkdir(exist_ok=True)

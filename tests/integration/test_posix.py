@@ -228,6 +228,52 @@ def test_nanosecond_mtime_roundtrip(mount, bucket, s3):
     assert os.stat(os.path.join(m.path, 'dir')).st_mtime_ns == 1234567890_123456789
 
 
+def test_directory_times_follow_its_entries(mount, bucket, s3):
+    """Creating, removing or renaming an entry sets the directory's mtime and ctime at once
+    (POSIX), kept after the attributes expire (stat_ttl) over the older mtime S3 holds; the
+    marker's next write (a chmod here) stores it; an explicit utime wins, as rsync sets
+    directory times after filling them."""
+    m = mount(bucket, opts=['stat_ttl=1'])
+    d, e = os.path.join(m.path, 'd'), os.path.join(m.path, 'e')
+    os.mkdir(d)
+    os.mkdir(e)
+    old = 1_000_000_000_000_000_000
+    for p in (d, e):
+        os.utime(p, ns=(old, old))
+    assert os.stat(d).st_mtime_ns == old
+
+    def fresh(p, before):
+        st = os.stat(p)
+        return st.st_mtime_ns > before and st.st_ctime_ns >= st.st_mtime_ns - 10**9
+
+    steps = [(d, lambda: write_file(os.path.join(d, 'f'), b'x')),
+             (d, lambda: os.mkdir(os.path.join(d, 'sub'))),
+             (d, lambda: os.symlink('f', os.path.join(d, 'ln'))),
+             (d, lambda: os.link(os.path.join(d, 'f'), os.path.join(d, 'hard'))),
+             (d, lambda: os.unlink(os.path.join(d, 'hard'))),
+             (d, lambda: os.rmdir(os.path.join(d, 'sub'))),
+             (e, lambda: os.rename(os.path.join(d, 'ln'), os.path.join(e, 'ln')))]
+    for i, (p, step) in enumerate(steps):
+        before = os.stat(p).st_mtime_ns
+        time.sleep(0.01)
+        step()
+        assert fresh(p, before), (i, before, os.stat(p))
+    t_d = os.stat(d).st_mtime_ns
+    assert t_d > time.time_ns() - 60 * 10**9
+    assert os.stat(d).st_mtime_ns >= os.stat(e).st_mtime_ns - 10**10  # the rename: both
+    time.sleep(1.5)                                   # attributes expired: asked again
+    assert os.stat(d).st_mtime_ns == t_d
+    assert int(float(s3_meta(s3, bucket, 'd/')['mtime'])) == old // 10**9  # not stored yet
+    os.chmod(d, 0o750)                               # the marker's next write stores it
+    assert os.stat(d).st_mtime_ns == t_d
+    assert parse_s3fs_time(s3_meta(s3, bucket, 'd/')['mtime']) == t_d
+    os.utime(e, ns=(old, old))                       # explicit times win
+    time.sleep(1.5)
+    assert os.stat(e).st_mtime_ns == old
+    m.remount()
+    assert os.stat(d).st_mtime_ns == t_d and os.stat(e).st_mtime_ns == old
+
+
 def test_truncate_up_and_down(mount, bucket, s3):
     m = mount(bucket)
     p = os.path.join(m.path, 't')

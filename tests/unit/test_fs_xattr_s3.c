@@ -34,12 +34,6 @@ static void test_get_set_list(void **state)
 	assert_int_equal(bfs_s3_xattr_get(&m, "", "user.s3.etag", buf, 128), -ENODATA);
 	assert_int_equal(bfs_s3_xattr_get(&m, "abc", "user.s3.other", buf, 128), -ENODATA);
 
-	assert_int_equal(bfs_s3_xattr_list(&m, "abc", NULL, 0), 34);
-	assert_int_equal(bfs_s3_xattr_list(&m, "abc", buf, 33), -ERANGE);
-	assert_int_equal(bfs_s3_xattr_list(&m, "abc", buf, sizeof(buf)), 34);
-	assert_memory_equal(buf, "user.s3.content_type\0user.s3.etag\0", 34);
-	assert_int_equal(bfs_s3_xattr_list(&m, "", buf, sizeof(buf)), 21);
-
 	assert_int_equal(bfs_s3_xattr_change(&m, "user.s3.cache_control", "max-age=5", 9,
 					     XATTR_CREATE), 0);
 	assert_string_equal(s3_meta_get(&m, S3_HDR_CACHE_CONTROL), "max-age=5");
