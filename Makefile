@@ -29,7 +29,7 @@ UNIT_SRC  = $(wildcard tests/unit/test_*.c)
 UNIT_BIN  = $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
 .SECONDARY:
-.PHONY: all deps check-deps test unit integration test-asan demo demo-stop install uninstall \
+.PHONY: test-valgrind all deps check-deps test unit integration test-asan demo demo-stop install uninstall \
 	dist clean
 all: check-deps $(BIN)/bucketfs $(TOOLS)
 
@@ -76,6 +76,12 @@ $(BUILD)/tests/mpi/scratch: tests/mpi/scratch.c
 
 unit: all $(UNIT_BIN)
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
+
+# The unit tests under valgrind: any invalid access, use of uninitialised memory or leak
+# fails the run.
+VALGRIND ?= valgrind --quiet --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite,indirect --track-fds=no
+test-valgrind: all $(UNIT_BIN)
+	@set -e; for t in $(UNIT_BIN); do echo "== valgrind $$t"; $(VALGRIND) $$t >/dev/null; done
 
 # The S3 servers the integration suite runs on, one after the other: s3rver and a one-node
 # Ceph RGW (tests/s3server/rgw.py). `make test S3_SERVER=rgw` runs one.

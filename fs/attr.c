@@ -257,8 +257,7 @@ static void apply_found(struct bfs_fs *fs, struct bfs_inode *ino, struct found *
 			f->link_key = NULL;
 		}
 		/* hard links share the number of their content object */
-		ino->st.st_ino = ino->link_key ? bfs_ino_of_content(ino->link_key, &f->obj.meta)
-					       : bfs_ino_of_key(key);
+		ino->st.st_ino = bfs_ino_of_key(ino->link_key ? ino->link_key : key);
 		bfs_attr_apply(fs, ino, f->is_dir && !f->marker ? NULL : &f->obj, f->is_dir);
 	}
 	pthread_mutex_unlock(&ino->lock);

@@ -139,8 +139,6 @@ struct bfs_fs {
 #define BFS_INTERNAL_DIR ".bucketfs"
 #define BFS_LINK_META "bfs-link"
 #define BFS_NLINK_META "bfs-nlink"
-/* on a content object: the st_ino its file had when it was first linked (decimal) */
-#define BFS_INO_META "bfs-ino"
 /* ETag of every name object of a hard link: its body is empty, and a PUT's ETag is checked
  * to be the body's MD5 (s3/object.c) */
 #define BFS_EMPTY_ETAG "d41d8cd98f00b204e9800998ecf8427e"
@@ -188,9 +186,6 @@ void bfs_inode_move(struct bfs_fs *fs, struct bfs_inode *ino, struct bfs_inode *
 void bfs_inode_detach(struct bfs_fs *fs, struct bfs_inode *ino);
 /* Stable st_ino for a key (FNV-1a 64 of the key, never 0 or 1). */
 ino_t bfs_ino_of_key(const char *key);
-/* st_ino of a hard-linked file: what its content object (key link_key, metadata m, nullable)
- * recorded at the first link (BFS_INO_META), else the content key's hash. */
-ino_t bfs_ino_of_content(const char *link_key, const struct s3_meta *m);
 
 /* ---- attr.c: attributes from S3 ---- */
 /* Fresh attributes of ino from S3 (HEAD, or listing for implicit dirs) unless cached and

@@ -33,17 +33,6 @@ ino_t bfs_ino_of_key(const char *key)
 	return h < 2 ? h + 2 : h;
 }
 
-ino_t bfs_ino_of_content(const char *link_key, const struct s3_meta *m)
-{
-	const char *v = m ? s3_meta_get(m, BFS_INO_META) : NULL;
-	char *end = NULL;
-	errno = 0;
-	unsigned long long n = v && *v >= '0' && *v <= '9' ? strtoull(v, &end, 10) : 0;
-	if (n >= 2 && n <= 0x7fffffffffffffffull && !errno && end && *end == '\0')
-		return (ino_t)n;
-	return bfs_ino_of_key(link_key);
-}
-
 static struct bfs_inode *inode_alloc(struct bfs_fs *fs)
 {
 	struct bfs_inode *ino = calloc(1, sizeof(*ino));

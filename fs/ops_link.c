@@ -213,11 +213,6 @@ static void op_link(fuse_req_t req, fuse_ino_t nodeid, fuse_ino_t newparent, con
 			rc = bfs_attr_meta(ino, &m);
 		if (rc == 0)
 			rc = s3_meta_set(&m, BFS_NLINK_META, "2");
-		/* the file keeps its number: find, tar, du and rsync -H took it before the link */
-		char num[24];
-		snprintf(num, sizeof(num), "%llu", (unsigned long long)st.st_ino);
-		if (rc == 0)
-			rc = s3_meta_set(&m, BFS_INO_META, num);
 		/* the signature names the object key: the content object gets its own */
 		if (rc == 0)
 			rc = bfs_integrity_resign(fs->opts, name_key, &ino->meta,
@@ -272,7 +267,7 @@ static void op_link(fuse_req_t req, fuse_ino_t nodeid, fuse_ino_t newparent, con
 	if (rc == 0) {
 		free(ino->link_key);
 		ino->link_key = strdup(lk);
-		ino->st.st_ino = bfs_ino_of_content(lk, &content.meta);
+		ino->st.st_ino = bfs_ino_of_key(lk);
 		bfs_attr_apply(fs, ino, &content, false);
 		st = ino->st;
 	}

@@ -179,6 +179,8 @@ struct s3_req {
 	struct s3_object obj;     /* etag, size, type, meta, last-modified from headers */
 	bool have_range;          /* Content-Range seen; obj.size is then the total size */
 	uint64_t range_total;
+	uint64_t range_len;       /* bytes the Content-Range says the body holds (last-first+1;
+	                           * 0 if it gave none) */
 	char request_id[96];
 	char *resp;               /* MEM body or error body, NUL-terminated; owned */
 	size_t resp_len, resp_cap;

@@ -197,6 +197,7 @@ void s3_parse_header_line(struct s3_req *r, const char *line, size_t len)
 		s3_object_free(&r->obj);
 		r->have_range = false;
 		r->range_total = 0;
+		r->range_len = 0;
 		r->request_id[0] = '\0';
 		return;
 	}
@@ -222,6 +223,9 @@ void s3_parse_header_line(struct s3_req *r, const char *line, size_t len)
 			r->range_total = strtoull(slash + 1, NULL, 10);
 			r->obj.size = r->range_total;
 		}
+		unsigned long long first, last;
+		if (sscanf(value, "bytes %llu-%llu/", &first, &last) == 2 && last >= first)
+			r->range_len = last - first + 1;
 	} else if (IS("Last-Modified")) {
 		time_t t = curl_getdate(value, NULL);
 		r->obj.last_modified.tv_sec = t > 0 ? t : 0;

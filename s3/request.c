@@ -383,6 +383,7 @@ static int perform(struct s3_client *c, struct s3_req *r, const char *path, cons
 	r->request_id[0] = '\0';
 	s3_object_free(&r->obj);
 	r->have_range = false;
+	r->range_len = 0;
 	a->curl_rc = CURLE_OK;
 	a->curl_msg[0] = '\0';
 	a->ns = 0;
@@ -598,6 +599,16 @@ int s3_request(struct s3_client *c, struct s3_req *r)
 			detail = why;
 			s3_set_error("%s %s: %s%s%s", r->what, key, what ? what : "",
 				     what ? ": " : "", why);
+		} else if (r->status == 206 && r->sink != S3_SINK_MEM && r->range_len &&
+			   r->got != r->range_len) {
+			/* framed as complete, but shorter (or longer) than the range it says it
+			 * holds: lost on the way, fetched again */
+			rc = -EIO;
+			retry = true;
+			why = detail = "body shorter than its Content-Range";
+			s3_set_error("%s %s: body of %llu bytes for a Content-Range of %llu", r->what,
+				     key, (unsigned long long)r->got,
+				     (unsigned long long)r->range_len);
 		} else if (r->status >= 200 && r->status < 300) {
 			rc = r->check ? r->check(r, r->check_arg) : 0;
 			if (rc == 0)

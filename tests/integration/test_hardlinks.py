@@ -790,29 +790,3 @@ def test_hardlink_rsync_link_dest_backup(mount, bucket, s3, proxy, test_dir):
     lap('final checks')
     print('phases: ' + ', '.join(f'{k} {v:.1f}s' for k, v in laps) + f'; total {time.monotonic() - t0:.1f}s')
 
-
-def test_link_keeps_the_files_number(mount, bucket, s3):
-    """link() leaves st_ino as it was (find, tar, du and rsync -H took it before the link):
-    create p1, rename it to p2, link p2 p1; both names show p1's number, also after a
-    remount, and the content object records it (x-amz-meta-bfs-ino)."""
-    m = mount(bucket)
-    p1, p2 = os.path.join(m.path, 'p1'), os.path.join(m.path, 'p2')
-    write_file(p1, b'numbered')
-    ino = os.stat(p1).st_ino
-    os.rename(p1, p2)
-    assert os.stat(p2).st_ino == ino
-    os.link(p2, p1)
-    s1, s2 = os.stat(p1), os.stat(p2)
-    assert (s1.st_ino, s2.st_ino, s1.st_nlink) == (ino, ino, 2), (ino, s1, s2)
-    ck = the_content_key(s3, bucket)
-    assert s3_meta(s3, bucket, ck).get('bfs-ino') == str(ino)
-    os.link(p1, os.path.join(m.path, 'p3'))  # a second link keeps it too
-    assert os.stat(os.path.join(m.path, 'p3')).st_ino == ino
-    write_file(p2, b'renumbered?')             # and so does a change of the content
-    m.remount()
-    assert {os.stat(os.path.join(m.path, n)).st_ino for n in ('p1', 'p2', 'p3')} == {ino}
-    assert os.stat(p1).st_nlink == 3
-    assert {e.inode() for e in os.scandir(m.path)} == {ino}
-    assert read_file(p1) == b'renumbered?'
-    assert s3_meta(s3, bucket, ck).get('bfs-ino') == str(ino)
-    assert not link_problems(s3, bucket)

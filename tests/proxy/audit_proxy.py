@@ -169,7 +169,7 @@ class Fault:
         return True
 
 
-FAULT_KINDS = ("error", "flip", "disconnect", "delay", "stall")
+FAULT_KINDS = ("error", "flip", "short", "disconnect", "delay", "stall")
 ERROR_CODES = {500: "InternalError", 503: "SlowDown", 400: "BadRequest",
                403: "AccessDenied", 404: "NoSuchKey", 409: "OperationAborted"}
 
@@ -603,6 +603,12 @@ class AuditProxy:
                'flip'       forward, then invert one byte of the response body
                             (at `offset`, default the middle) of a 200/206
                             response with a non-empty body; op defaults to GetObject
+               'short'      forward, then answer a 200/206 with a non-empty body with
+                            only its first half, framed as if that were all of it
+                            (Content-Length says half; Content-Range, ETag and
+                            the rest unchanged): a body shorter than the object
+                            or range it claims to be, on a connection that stays
+                            usable; op defaults to GetObject
                'disconnect' forward, then send the headers and half the body
                             and close the connection (no response at all if the
                             body is empty); with before=True the request is
@@ -617,7 +623,7 @@ class AuditProxy:
         """
         if kind not in FAULT_KINDS:
             raise ValueError(f"fault kind must be one of {FAULT_KINDS}")
-        if kind == "flip" and op is None:
+        if kind in ("flip", "short") and op is None:
             op = "GetObject"
         f = Fault(kind=kind, op=op, key=re.compile(key) if key is not None else None,
                   count=count, status=status,
@@ -927,7 +933,7 @@ class AuditProxy:
 
         fault = self._take_fault(("disconnect",), rec.op, key, lambda f: not f.before)
         if fault is None and resp.status in (200, 206) and length > 0:
-            fault = self._take_fault(("flip",), rec.op, key,
+            fault = self._take_fault(("flip", "short"), rec.op, key,
                                      lambda f: f.offset is None or f.offset < length)
         if fault is not None:
             rec.fault = fault.kind
@@ -936,12 +942,16 @@ class AuditProxy:
                 h.close_connection = True
                 return
 
+        short = fault is not None and fault.kind == "short"
         h.send_response_only(resp.status, resp.reason)
         for name, value in resp.getheaders():
             if name.lower() not in HOP_BY_HOP and not (
-                    buffered is not None and name.lower() == "content-length"):
+                    (buffered is not None or short) and name.lower() == "content-length"):
                 h.send_header(name, value)
-        if buffered is not None:
+        if short:
+            length //= 2                     # the upstream connection is closed after
+            h.send_header("Content-Length", str(length))
+        elif buffered is not None:
             h.send_header("Content-Length", str(length))
         if h.close_connection:
             h.send_header("Connection", "close")
