@@ -71,9 +71,9 @@ $(BUILD)/tests/test_fs_%: tests/unit/test_fs_%.c $(FS_OBJ) $(LIB_OBJ)
 # Fuzz targets (tests/fuzz/, docs/fuzzing.md), one per parser family, linking the real
 # objects. Here they get tests/fuzz/driver.c as main(), which make unit runs over each one's
 # seed corpus and the inputs that once crashed; make fuzz links them with libFuzzer instead.
-FUZZ_TARGETS = xml sigv4 meta record options
+FUZZ_TARGETS = xml sigv4 meta record options creds
 FUZZ_S3   = xml sigv4
-FUZZ_FS   = meta record options
+FUZZ_FS   = meta record options creds
 FUZZ_MAIN = tests/fuzz/driver.c
 FUZZ_LINK =
 FUZZ_BIN  = $(FUZZ_TARGETS:%=$(BUILD)/tests/fuzz_%)
