@@ -1,17 +1,31 @@
 /* tests/fuzz/fuzz_options.c — the command line parser (fs/options.c): BUCKET[:PREFIX],
- * MOUNTPOINT, -f, -d, -o opt[=value][,...] and everything it checks.
- * Input: the arguments after argv[0], one per line (a final newline adds no empty one).
- * The environment is emptied of what the parser reads (AWS_*), and HOME and the AWS config
- * file point at nothing, so that each input decides alone. */
+ * MOUNTPOINT, -f, -d, -o opt[=value][,...] and everything it checks, and the AWS config file
+ * it reads the profile's region and endpoint from (fs/aws_config.c).
+ * Input: the arguments after argv[0], one per line (a final newline adds no empty one); after
+ * a NUL byte, if there is one, the text of ${AWS_CONFIG_FILE} (else there is none). The rest
+ * of the environment the parser reads (AWS_*) is cleared and HOME points at nothing, so that
+ * each input decides alone. */
 #include <errno.h>
+#include <fcntl.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "fs/fs_int.h"
 #include "tests/fuzz/fuzz.h"
 
 #define MAX_ARGS 64
+#define NO_CONFIG "/nonexistent/bucketfs-fuzz/config"
 
-static void isolate_env(void)
+static char config_dir[] = "/tmp/bucketfs-fuzz-XXXXXX", config_path[64];
+
+static void remove_config(void)
+{
+	unlink(config_path);
+	rmdir(config_dir);
+}
+
+/* 0, or -errno if the config file's directory cannot be made. */
+static int isolate_env(void)
 {
 	static const char *const vars[] = {
 		"AWS_PROFILE", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL",
@@ -21,7 +35,27 @@ static void isolate_env(void)
 	for (const char *const *v = vars; *v; v++)
 		unsetenv(*v);
 	setenv("HOME", "/nonexistent/bucketfs-fuzz", 1);
-	setenv("AWS_CONFIG_FILE", "/nonexistent/bucketfs-fuzz/config", 1);
+	if (!mkdtemp(config_dir))
+		return -errno;
+	snprintf(config_path, sizeof(config_path), "%s/config", config_dir);
+	atexit(remove_config);
+	return 0;
+}
+
+/* Points AWS_CONFIG_FILE at a file holding [text, text + len), or at nothing (text NULL). */
+static void set_config(const uint8_t *text, size_t len)
+{
+	int fd;
+
+	setenv("AWS_CONFIG_FILE", NO_CONFIG, 1);
+	if (!text)
+		return;
+	fd = open(config_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return;
+	if (write(fd, text, len) == (ssize_t)len)
+		setenv("AWS_CONFIG_FILE", config_path, 1);
+	close(fd);
 }
 
 static bool is_pow2(uint64_t v)
@@ -65,19 +99,21 @@ static void check_parsed(const struct bfs_options *o)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	static bool isolated;
-	char *copy = malloc(size + 1), *argv[MAX_ARGS + 2], err[1024];
+	static int isolated = 1; /* 1: not yet; else isolate_env's result */
+	const uint8_t *nul = memchr(data, '\0', size);
+	size_t alen = nul ? (size_t)(nul - data) : size;
+	char *copy = malloc(alen + 1), *argv[MAX_ARGS + 2], err[1024];
 	int argc = 0, rc;
 	struct bfs_options o;
 
-	if (!isolated) {
-		isolate_env();
-		isolated = true;
-	}
+	if (isolated == 1)
+		isolated = isolate_env();
+	FUZZ_CHECK(isolated == 0); /* mkdtemp in /tmp */
 	if (!copy)
-		return 0;
-	memcpy(copy, data, size);
-	copy[size] = '\0';
+		goto out;
+	set_config(nul ? nul + 1 : NULL, nul ? size - alen - 1 : 0);
+	memcpy(copy, data, alen);
+	copy[alen] = '\0';
 	argv[argc++] = "bucketfs";
 	for (char *s = copy; s && argc <= MAX_ARGS;) {
 		char *nl = strchr(s, '\n');
@@ -89,7 +125,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	argv[argc] = NULL;
 
 	rc = bfs_options_parse(argc, argv, &o, err, sizeof(err));
-	FUZZ_CHECK(rc == 0 || rc == 1 || rc == -EINVAL || rc == -ENOMEM);
+	FUZZ_CHECK(rc == 0 || rc == 1 || rc == -EINVAL || rc == -ENOMEM || rc == -EACCES ||
+		   rc == -EFBIG);
 	if (rc == 0) {
 		check_parsed(&o);
 		bfs_options_free(&o);
@@ -99,6 +136,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (rc < 0)
 			FUZZ_CHECK(strncmp(err, "bucketfs: ", 10) == 0 && !strchr(err, '\n'));
 	}
+out:
 	free(copy);
 	return 0;
 }
