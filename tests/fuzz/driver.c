@@ -98,7 +98,8 @@ static int run_dir(const char *dir, size_t *count)
 		}
 		n++;
 	}
-	qsort(names, n, sizeof(*names), cmp_str);
+	if (n)
+		qsort(names, n, sizeof(*names), cmp_str);
 	for (size_t i = 0; i < n && rc == 0; i++)
 		if ((rc = run_file(names[i])) == 0)
 			(*count)++;
