@@ -1,5 +1,5 @@
-# bucketfs — see README.md.  make | make test | make test-asan | make demo | make deps |
-# make install PREFIX= DESTDIR= | make uninstall | make dist
+# bucketfs — see README.md.  make | make test | make test-asan | make fuzz | make demo |
+# make deps | make install PREFIX= DESTDIR= | make uninstall | make dist
 PREFIX  ?= /usr/local
 MANDIR  ?= $(PREFIX)/share/man
 DIST_DIR ?= .
@@ -29,8 +29,8 @@ UNIT_SRC  = $(wildcard tests/unit/test_*.c)
 UNIT_BIN  = $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
 .SECONDARY:
-.PHONY: test-valgrind all deps check-deps test unit integration test-asan demo demo-stop install uninstall \
-	dist clean
+.PHONY: all deps check-deps test unit integration test-asan test-valgrind fuzz fuzz-build demo \
+	demo-stop install uninstall dist clean
 all: check-deps $(BIN)/bucketfs $(TOOLS)
 
 check-deps:
@@ -68,14 +68,34 @@ $(BUILD)/tests/test_fs_%: tests/unit/test_fs_%.c $(FS_OBJ) $(LIB_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(PKG_CFLAGS) -o $@ $^ $(PKG_LIBS) -lcmocka
 
+# Fuzz targets (tests/fuzz/, docs/fuzzing.md), one per parser family, linking the real
+# objects. Here they get tests/fuzz/driver.c as main(), which make unit runs over each one's
+# seed corpus and the inputs that once crashed; make fuzz links them with libFuzzer instead.
+FUZZ_TARGETS = xml sigv4 meta record options creds
+FUZZ_S3   = xml sigv4
+FUZZ_FS   = meta record options creds
+FUZZ_MAIN = tests/fuzz/driver.c
+FUZZ_LINK =
+FUZZ_BIN  = $(FUZZ_TARGETS:%=$(BUILD)/tests/fuzz_%)
+$(FUZZ_S3:%=$(BUILD)/tests/fuzz_%): $(BUILD)/tests/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h \
+		$(FUZZ_MAIN) $(S3_OBJ) $(UTIL_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(PKG_CFLAGS) $(FUZZ_LINK) -o $@ $(filter %.c %.o,$^) $(PKG_LIBS)
+$(FUZZ_FS:%=$(BUILD)/tests/fuzz_%): $(BUILD)/tests/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h \
+		$(FUZZ_MAIN) $(FS_OBJ) $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(PKG_CFLAGS) $(FUZZ_LINK) -o $@ $(filter %.c %.o,$^) $(PKG_LIBS)
+
 # The MPI job of the integration suite and bench/ (tests/mpi/scratch.c), built with mpich.
 MPICC ?= mpicc
 $(BUILD)/tests/mpi/scratch: tests/mpi/scratch.c
 	@mkdir -p $(dir $@)
 	$(MPICC) -O2 -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -o $@ $<
 
-unit: all $(UNIT_BIN)
+unit: all $(UNIT_BIN) $(FUZZ_BIN)
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
+	@set -e; for t in $(FUZZ_TARGETS); do echo "== $(BUILD)/tests/fuzz_$$t"; \
+		$(BUILD)/tests/fuzz_$$t tests/fuzz/corpus/$$t tests/fuzz/regress/$$t; done
 
 # The unit tests under valgrind: any invalid access, use of uninitialised memory or leak
 # fails the run.
@@ -99,6 +119,20 @@ test: unit integration
 test-asan:
 	$(MAKE) BUILD=build-asan BIN=build-asan/bin CFLAGS="-g -O1" \
 		SAN="-fsanitize=address,undefined -fno-omit-frame-pointer" test
+
+# Each fuzz target with libFuzzer, ASan and UBSan (clang) in build-fuzz/, run for FUZZ_TIME
+# seconds, one after the other, on a working copy of its seed corpus (tests/fuzz/run.sh).
+FUZZ_TIME ?= 60
+FUZZ_CC   ?= clang
+FUZZ_SAN   = -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all \
+	-fno-omit-frame-pointer
+fuzz:
+	@command -v $(FUZZ_CC) >/dev/null || { echo "make fuzz needs $(FUZZ_CC): make deps"; exit 1; }
+	$(MAKE) BUILD=build-fuzz CC=$(FUZZ_CC) CFLAGS="-g -O1" SAN="$(FUZZ_SAN)" FUZZ_MAIN= \
+		FUZZ_LINK=-fsanitize=fuzzer fuzz-build
+	bash tests/fuzz/run.sh build-fuzz $(FUZZ_TIME) $(FUZZ_TARGETS)
+
+fuzz-build: $(FUZZ_BIN)
 
 demo: all
 	bash tools/demo.sh start
@@ -131,4 +165,4 @@ dist:
 	@echo "$(DIST_DIR)/bucketfs-$(VERSION).tar.gz"
 
 clean:
-	rm -rf build build-asan bin
+	rm -rf build build-asan build-fuzz bin

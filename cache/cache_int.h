@@ -175,5 +175,12 @@ void cache_stats_file_write(struct cache *c, bool force);
 void cache_journal_key(uint64_t id, unsigned char out[8]); /* db "journal" key: id, big-endian */
 int cache_journal_recover(struct cache *c);      /* at open: drops uncommitted entries */
 int cache_journal_usage(struct cache *c, uint64_t *entries, uint64_t *bytes);
+/* A db "journal" record: key k (8 bytes) and value v into *d (initialised by the callee; its
+ * strings owned by the caller, cache_dirty_free; d NULL: the state only). Returns the
+ * record's state (0 created, 1 committed) or -EBADMSG, -ENOMEM (d then needs no freeing). */
+int cache_jrec_decode(const MDB_val *k, const MDB_val *v, struct cache_dirty *d);
+/* The value of a record in state for d (NULL: an empty "created" one); out->mv_data is
+ * malloc'd, owned by the caller. 0, -EINVAL or -ENOMEM. */
+int cache_jrec_encode(int state, const struct cache_dirty *d, MDB_val *out);
 
 #endif

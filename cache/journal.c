@@ -70,8 +70,7 @@ int cache_dirty_path(struct cache *c, uint64_t id, char *buf, size_t len)
 	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
 }
 
-/* Decodes a record; returns its state or -EBADMSG. d may be NULL to read the state only. */
-static int jrec_decode(const MDB_val *k, const MDB_val *v, struct cache_dirty *d)
+int cache_jrec_decode(const MDB_val *k, const MDB_val *v, struct cache_dirty *d)
 {
 	struct jrec_head h;
 	const char *p = (const char *)v->mv_data + sizeof(h);
@@ -97,8 +96,7 @@ static int jrec_decode(const MDB_val *k, const MDB_val *v, struct cache_dirty *d
 	return h.state;
 }
 
-/* Builds a record value; *out is malloc'd, owned by the caller. */
-static int jrec_encode(int state, const struct cache_dirty *d, MDB_val *out)
+int cache_jrec_encode(int state, const struct cache_dirty *d, MDB_val *out)
 {
 	const char *key = d && d->key ? d->key : "";
 	const char *etag = d && d->base_etag ? d->base_etag : "";
@@ -147,7 +145,7 @@ static int record_created(struct cache *c, uint64_t *id)
 	v.mv_data = &next;
 	if ((rc = cache_mdb_errno(mdb_put(txn, c->db_misc, &nk, &v, 0))))
 		goto out;
-	if ((rc = jrec_encode(JREC_CREATED, NULL, &jv)))
+	if ((rc = cache_jrec_encode(JREC_CREATED, NULL, &jv)))
 		goto out;
 	cache_journal_key(*id, idk);
 	jk.mv_size = 8;
@@ -225,7 +223,7 @@ static int record_replace(struct cache *c, uint64_t id, int state, const struct 
 	MDB_val k = { 8, idk }, v, nv = { 0, NULL };
 	int rc;
 
-	if ((rc = jrec_encode(state, d, &nv)))
+	if ((rc = cache_jrec_encode(state, d, &nv)))
 		goto out;
 	cache_journal_key(id, idk);
 	if ((rc = cache_mdb_errno(mdb_txn_begin(c->env, NULL, 0, &txn))))
@@ -310,7 +308,7 @@ int cache_dirty_list(struct cache *c, struct cache_dirty **out, size_t *n)
 	    (rc = cache_walk_open(&w, c->db_journal, NULL, 0)))
 		goto out;
 	while (cache_walk_next(&w, &k, &v)) {
-		int st = jrec_decode(&k, &v, &d);
+		int st = cache_jrec_decode(&k, &v, &d);
 		if (st == -ENOMEM) {
 			rc = st;
 			goto out;
@@ -366,7 +364,7 @@ int cache_journal_recover(struct cache *c)
 	if ((rc = cache_walk_begin(c, 0, &w)) || (rc = cache_walk_open(&w, c->db_journal, NULL, 0)))
 		goto out;
 	while (cache_walk_next(&w, &k, &v)) {
-		if (jrec_decode(&k, &v, NULL) == JREC_COMMITTED)
+		if (cache_jrec_decode(&k, &v, NULL) == JREC_COMMITTED)
 			continue;
 		if (n == cap) {
 			uint64_t *na = realloc(ids, (cap = cap ? 2 * cap : 16) * sizeof(*ids));

@@ -188,10 +188,21 @@ static int skip_value(struct json *j, int depth)
 	return *endp ? -EINVAL : 0;
 }
 
+/* Whether s starts with shape, where 'd' is a digit: sscanf's %2d alone would also take
+ * "-1", "+2" or " 3". */
+static bool shaped(const char *s, const char *shape)
+{
+	for (; *shape; s++, shape++)
+		if (*shape == 'd' ? !(*s >= '0' && *s <= '9') : *s != *shape)
+			return false;
+	return true;
+}
+
 int bfs_iso8601_parse(const char *s, time_t *out)
 {
 	int y, mo, d, h, mi, sec, used = 0;
-	if (sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d%n", &y, &mo, &d, &h, &mi, &sec, &used) != 6 ||
+	if (!shaped(s, "dddd-dd-ddTdd:dd:dd") ||
+	    sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d%n", &y, &mo, &d, &h, &mi, &sec, &used) != 6 ||
 	    used != 19)
 		return -EINVAL;
 	if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec > 60 || y < 1970)
@@ -205,9 +216,11 @@ int bfs_iso8601_parse(const char *s, time_t *out)
 		p++;
 	} else if (*p == '+' || *p == '-') {
 		int oh, om = 0, n = 0;
-		if (sscanf(p + 1, "%2d:%2d%n", &oh, &om, &n) == 2 && n == 5)
+		if (shaped(p + 1, "dd:dd") && sscanf(p + 1, "%2d:%2d%n", &oh, &om, &n) == 2 &&
+		    n == 5)
 			;
-		else if (sscanf(p + 1, "%2d%2d%n", &oh, &om, &n) == 2 && n == 4)
+		else if (shaped(p + 1, "dddd") && sscanf(p + 1, "%2d%2d%n", &oh, &om, &n) == 2 &&
+			 n == 4)
 			;
 		else
 			return -EINVAL;

@@ -193,8 +193,11 @@ void bfs_meta_to_stat(const struct s3_object *o, bool is_dir_hint, const struct 
 	if (!o)
 		return; /* implicit directory: no object, times stay at 0 */
 
-	st->st_size = S_ISDIR(mode) ? 0 : (off_t)o->size;
-	st->st_blocks = (blkcnt_t)((st->st_size + 511) / 512);
+	/* A size no off_t holds (S3's limit is 5 TiB) is a broken or hostile server's: shown
+	 * as the largest one rather than as a negative size. */
+	uint64_t size = S_ISDIR(mode) ? 0 : o->size < INT64_MAX ? o->size : INT64_MAX;
+	st->st_size = (off_t)size;
+	st->st_blocks = (blkcnt_t)((size + 511) / 512);
 
 	/* Without headers: mtime and ctime are the object's Last-Modified, atime follows mtime
 	 * (so an rclone upload, which sets only mtime, gets atime = mtime). */

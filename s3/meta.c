@@ -191,9 +191,13 @@ void s3_parse_header_line(struct s3_req *r, const char *line, size_t len)
 	char *value;
 
 	if (len >= 5 && strncmp(line, "HTTP/", 5) == 0) {
-		/* A new response (after 100 Continue, or a new attempt): forget the last one. */
-		const char *sp = memchr(line, ' ', len);
-		r->status = sp ? strtol(sp + 1, NULL, 10) : 0;
+		/* A new response (after 100 Continue, or a new attempt): forget the last one.
+		 * The line is not NUL-terminated: the status is read within len. */
+		const char *sp = memchr(line, ' ', len), *end = line + len;
+		r->status = 0;
+		for (const char *d = sp ? sp + 1 : end; d < end && *d >= '0' && *d <= '9' &&
+		     r->status < 1000; d++)
+			r->status = r->status * 10 + (*d - '0');
 		s3_object_free(&r->obj);
 		r->have_range = false;
 		r->range_total = 0;

@@ -11,6 +11,7 @@ PACKAGES=(
     fuse3 libfuse3-dev libcurl4-openssl-dev libssl-dev           # libraries
     libxml2-dev liblmdb-dev lmdb-utils
     libcmocka-dev valgrind                                       # unit tests (make test-valgrind)
+    clang libclang-rt-14-dev                                     # make fuzz (libFuzzer)
     python3-pytest python3-pytest-timeout                        # integration tests
     python3-boto3 python3-botocore s3fs rsync attr
     media-types                                                  # /etc/mime.types: Content-Type of new files

@@ -39,6 +39,9 @@ static void test_iso8601(void **state)
 		"2026-12-02T06:30:00", "2026-12-02 06:30:00Z", "2026-13-02T06:30:00Z",
 		"2026-12-02T06:30:00Zjunk", "2026-12-02T06:30Z", "", "tomorrow",
 		"2026-12-02T06:30:00+2", "2026-12-02T24:00:00Z",
+		/* signs and blanks where digits belong (found by tests/fuzz/fuzz_creds.c) */
+		"2026-12-+2T12:52:46Z", "2026-12-02T-1:30:00Z", "2026-12-02T06:-3:00Z",
+		"2026-12-02T06:30: 0Z", "2026-12-02T06:30:00+-1:00", "2026-12-02T06:30:00-+130",
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
 		if (bfs_iso8601_parse(bad[i], &t) == 0)

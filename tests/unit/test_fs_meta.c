@@ -370,6 +370,25 @@ static void test_rclone_and_gcs(void **state)
 	s3_object_free(&o);
 }
 
+/* A size no off_t holds (Content-Length: 99999999999999999999 saturates strtoull) is never
+ * reported negative. */
+static void test_size_beyond_off_t(void **state)
+{
+	(void)state;
+	struct s3_object o;
+	struct stat st;
+
+	object(&o, UINT64_MAX, "application/octet-stream", NULL);
+	bfs_meta_to_stat(&o, false, &defaults, &st);
+	assert_true(st.st_size == INT64_MAX);
+	assert_true(st.st_blocks > 0);
+	o.size = (uint64_t)INT64_MAX - 100; /* st_blocks: no overflow */
+	bfs_meta_to_stat(&o, false, &defaults, &st);
+	assert_true(st.st_size == INT64_MAX - 100);
+	assert_true(st.st_blocks == (blkcnt_t)(((uint64_t)INT64_MAX - 100 + 511) / 512));
+	s3_object_free(&o);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -381,6 +400,7 @@ int main(void)
 		cmocka_unit_test(test_no_metadata_defaults),
 		cmocka_unit_test(test_partial_and_odd_metadata),
 		cmocka_unit_test(test_rclone_and_gcs),
+		cmocka_unit_test(test_size_beyond_off_t),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
