@@ -99,9 +99,11 @@ unit: all $(UNIT_BIN) $(FUZZ_BIN)
 
 # The unit tests under valgrind: any invalid access, use of uninitialised memory or leak
 # fails the run.
-VALGRIND ?= valgrind --quiet --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite,indirect --track-fds=no
+VALGRIND ?= valgrind --quiet --error-exitcode=99 --leak-check=full --show-possibly-lost=no \
+	--errors-for-leak-kinds=definite,indirect
 test-valgrind: all $(UNIT_BIN)
-	@set -e; for t in $(UNIT_BIN); do echo "== valgrind $$t"; $(VALGRIND) $$t >/dev/null; done
+	@set -e; for t in $(UNIT_BIN); do echo "== valgrind $$t"; \
+		BFS_VALGRIND=1 $(VALGRIND) $$t >/dev/null; done
 
 # The S3 servers the integration suite runs on, one after the other: s3rver and a one-node
 # Ceph RGW (tests/s3server/rgw.py). `make test S3_SERVER=rgw` runs one.

@@ -607,7 +607,7 @@ static int enospc_child(void)
 		return 77;
 	if (unshare(CLONE_NEWNS) < 0 && unshare(CLONE_NEWUSER | CLONE_NEWNS) < 0)
 		return 77;
-	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
+	if (mount("none", "/", "none", MS_REC | MS_PRIVATE, NULL) < 0 ||
 	    mount("tmpfs", dir, "tmpfs", 0, "size=256k") < 0)
 		return 77;
 	snprintf(cdir, sizeof(cdir), "%s/cache", dir);
