@@ -322,6 +322,13 @@ bool bfs_is_dirty(const struct bfs_inode *ino);
 /* Private keys of streamed uploads until their object is copied to its key. */
 #define BFS_STREAM_DIR BFS_INTERNAL_DIR "/streams/"
 struct bfs_stream;
+/* The part layout of a stream with part size base: 1000 parts of base, 1000 of 2*base, ...
+ * 256*base, then 1000 of 5 GiB (none above 5 GiB), so 10,000 parts cover 5 TiB from 5M.
+ * Length and offset of part index i (0-based), and how many parts cover size bytes
+ * (10001 when more than S3 allows). Pure. */
+uint64_t bfs_stream_part_len(uint64_t base, size_t i);
+uint64_t bfs_stream_part_off(uint64_t base, size_t i);
+size_t bfs_stream_parts_for(uint64_t base, uint64_t size);
 /* Starts the stream_budget senders / stops them after aborting every stream left (after
  * bfs_upload_stop). */
 int bfs_stream_start(struct bfs_fs *fs);
@@ -404,6 +411,7 @@ struct bfs_stats_snapshot {
 	struct s3_metrics s3;
 	struct cache_stats cache;
 	uint64_t uploads_queued, uploads_running;  /* inodes waiting for / in an upload */
+	uint64_t streamed_parts;                   /* parts sent while their file was written */
 	struct bfs_ra_stats readahead;
 	struct bfs_hist_summary fuse[BFS_FUSE_OP_COUNT];
 };

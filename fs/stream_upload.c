@@ -59,39 +59,39 @@ struct bfs_stream {
 	struct bfs_stream *next;  /* fs->streams */
 };
 
-/* ---- part layout: TIER_PARTS parts of base, then of 2*base, 4*base, ... (at most 5 GiB),
- * so 10,000 parts cover 1023 * 1000 * base (5 TB for the 5M minimum: S3's object limit)
- * whatever the final size, which a stream does not know when it begins ---- */
+/* ---- part layout: TIER_PARTS parts of base, then of 2*base, 4*base, ... 256*base, and
+ * the last TIER_PARTS of 5 GiB (every part at most 5 GiB), so 10,000 parts cover S3's
+ * largest object (5 TiB) from the 5M minimum, whatever the final size, which a stream does
+ * not know when it begins; files up to 1000 parts keep part_size ---- */
 
-static uint64_t part_len(uint64_t base, size_t i)
+uint64_t bfs_stream_part_len(uint64_t base, size_t i)
 {
 	size_t t = i / TIER_PARTS;
-	uint64_t l = base << (t < MAX_TIER ? t : MAX_TIER);
+	uint64_t l = t < MAX_TIER ? base << t : MAX_PART;
 	return l > MAX_PART ? MAX_PART : l;
 }
 
-static uint64_t part_off(uint64_t base, size_t i)
+uint64_t bfs_stream_part_off(uint64_t base, size_t i)
 {
 	uint64_t off = 0;
 	size_t j = 0;
 	for (; j + TIER_PARTS <= i; j += TIER_PARTS)
-		off += part_len(base, j) * TIER_PARTS;
-	return off + (uint64_t)(i - j) * part_len(base, j);
+		off += bfs_stream_part_len(base, j) * TIER_PARTS;
+	return off + (uint64_t)(i - j) * bfs_stream_part_len(base, j);
 }
 
-/* Parts covering size bytes (size > 0); MAX_PARTS + 1 if more than S3 allows. */
-static size_t parts_for(uint64_t base, uint64_t size)
+size_t bfs_stream_parts_for(uint64_t base, uint64_t size)
 {
 	size_t i = 0;
 	uint64_t off = 0;
 	while (i < MAX_PARTS && off < size) {
-		uint64_t tier = part_len(base, i) * TIER_PARTS;
+		uint64_t tier = bfs_stream_part_len(base, i) * TIER_PARTS;
 		if (size - off > tier) {
 			off += tier;
 			i += TIER_PARTS;
 			continue;
 		}
-		uint64_t l = part_len(base, i);
+		uint64_t l = bfs_stream_part_len(base, i);
 		return i + (size_t)((size - off + l - 1) / l);
 	}
 	return off < size ? MAX_PARTS + 1 : i;
@@ -111,7 +111,7 @@ static void fail_locked(struct bfs_stream *s, int rc)
 static void advance_locked(struct bfs_stream *s)
 {
 	size_t before = s->ready;
-	while (s->ready + 1 < MAX_PARTS && part_off(s->base, s->ready + 1) < s->hi)
+	while (s->ready + 1 < MAX_PARTS && bfs_stream_part_off(s->base, s->ready + 1) < s->hi)
 		s->ready++;
 	if (s->ready != before)
 		pthread_cond_broadcast(&s->fs->stream_cond);
@@ -132,8 +132,8 @@ static bool sendable(const struct bfs_stream *s)
 static void claim_locked(struct bfs_stream *s, size_t *i, uint64_t *off, uint64_t *len)
 {
 	*i = s->claimed++;
-	*off = part_off(s->base, *i);
-	*len = part_len(s->base, *i);
+	*off = bfs_stream_part_off(s->base, *i);
+	*len = bfs_stream_part_len(s->base, *i);
 	if (s->final != NO_SIZE && *off + *len > s->final)
 		*len = s->final - *off;
 	s->inflight++;
@@ -350,7 +350,7 @@ void bfs_stream_note_write(struct bfs_fs *fs, struct bfs_inode *ino, uint64_t of
 	struct bfs_stream *s = ino->stream;
 	if (s) {
 		pthread_mutex_lock(&fs->stream_lock);
-		bool into_sent = off < part_off(s->base, s->claimed);
+		bool into_sent = off < bfs_stream_part_off(s->base, s->claimed);
 		if (into_sent) {
 			detach_locked(s);
 		} else if (end > s->hi) {
@@ -401,7 +401,7 @@ void bfs_stream_note_truncate(struct bfs_fs *fs, struct bfs_inode *ino, uint64_t
 	if (!s)
 		return;
 	pthread_mutex_lock(&fs->stream_lock);
-	bool below = size < part_off(s->base, s->ready);
+	bool below = size < bfs_stream_part_off(s->base, s->ready);
 	if (below)
 		detach_locked(s);
 	else if (s->hi > size)
@@ -469,7 +469,7 @@ int bfs_stream_finish(struct bfs_stream *s, const char *key, uint64_t size,
 		      const char *content_type, struct s3_meta *m, struct s3_object *out)
 {
 	struct bfs_fs *fs = s->fs;
-	size_t n = parts_for(s->base, size);
+	size_t n = bfs_stream_parts_for(s->base, size);
 	pthread_t *helpers = NULL;
 	size_t nhelpers = 0;
 	bool completed = false;
@@ -480,7 +480,7 @@ int bfs_stream_finish(struct bfs_stream *s, const char *key, uint64_t size,
 	int rc = s->err;
 	/* what was handed out must lie within the object; a small one is one PUT */
 	if (rc == 0 && (size <= s->base || n > MAX_PARTS || n < s->claimed ||
-			part_off(s->base, s->claimed) > size))
+			bfs_stream_part_off(s->base, s->claimed) > size))
 		rc = -ECANCELED;
 	if (rc == 0) {
 		s->final = size;
