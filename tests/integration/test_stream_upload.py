@@ -124,6 +124,8 @@ def test_streaming_multipart_starts_before_close(mount, bucket, s3, proxy, keyfi
     assert meta['bfs-md5'] == hashlib.md5(data).hexdigest()
     assert signature_ok('big', meta, len(data))
     assert_clean(s3, bucket)
+    with open(os.path.join(m.path, 'big'), 'rb') as f:  # the ETag the copy gave, If-Match
+        assert f.read() == data
     m.unmount()
 
     r = mount(bucket, opts=OPTS + [f'hmac_key_file={keyfile}', 'hmac=require', 'stat_ttl=0'])
