@@ -361,9 +361,9 @@ void bfs_stream_note_write(struct bfs_fs *fs, struct bfs_inode *ino, uint64_t of
 		if (into_sent) {
 			ino->stream = NULL;
 			ino->seq_ok = false;
-			bfs_log(BFS_LOG_INFO, "%s: write at %" PRIu64 " into a part already streamed: "
-				"the stream is cancelled, the file is uploaded whole at close",
-				s->tmp_key, off);
+			bfs_log(BFS_LOG_INFO, "%s: write at %" PRIu64 " into a part already "
+				"streamed: the stream is cancelled, the file is uploaded whole at "
+				"close", s->tmp_key, off);
 		}
 		return;
 	}
@@ -491,7 +491,8 @@ int bfs_stream_finish(struct bfs_stream *s, const char *key, uint64_t size,
 	}
 	/* the rest goes at close-time parallelism: helpers besides the pool's workers */
 	size_t left = rc ? 0 : n - s->claimed;
-	size_t want = left < (size_t)fs->opts->max_connections ? left : (size_t)fs->opts->max_connections;
+	size_t most = (size_t)fs->opts->max_connections;
+	size_t want = left < most ? left : most;
 	pthread_mutex_unlock(&fs->stream_lock);
 	if (want > 1 && (helpers = calloc(want - 1, sizeof(*helpers))))
 		for (size_t k = 0; k + 1 < want; k++)
@@ -526,8 +527,8 @@ int bfs_stream_finish(struct bfs_stream *s, const char *key, uint64_t size,
 		rc = s3_copy(fs->s3, s->tmp_key, key, m, content_type,
 			     done.etag[0] ? done.etag : NULL, out);
 	if (rc && rc != -ECANCELED)
-		bfs_log(BFS_LOG_WARN, "%s: streamed upload failed (%s); uploading it whole: %s", key,
-			strerror(-rc), s3_last_error());
+		bfs_log(BFS_LOG_WARN, "%s: streamed upload failed (%s); uploading it whole: %s",
+			key, strerror(-rc), s3_last_error());
 	if (completed) {
 		int drc = s3_delete(fs->s3, s->tmp_key);
 		if (drc)
