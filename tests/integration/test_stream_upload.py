@@ -289,3 +289,30 @@ def test_server_failure_mid_stream_is_retried_or_reported(mount, bucket, s3, pro
     assert wait_until(lambda: s3_head(s3, bucket, 'f') is not None, timeout=30)
     assert s3_body(s3, bucket, 'f') == data
     assert_clean(s3, bucket)
+
+
+def test_hard_link_mid_stream(mount, bucket, s3, proxy):
+    """link() of the file being streamed: the stream is finished first (the content object
+    is made from the object), the rest is uploaded whole at close to the shared content;
+    both names read the whole file, here and on a fresh mount."""
+    m = mount(bucket, opts=OPTS)
+    data = rand(20 * MiB + 99, 'hl')
+    proxy.reset()
+    fd = open_new(m, 'a')
+    try:
+        write_chunks(fd, data, 0, 12 * MiB)
+        assert wait_until(lambda: len(stream_parts(proxy)) >= 1)
+        os.link(os.path.join(m.path, 'a'), os.path.join(m.path, 'b'))
+        write_chunks(fd, data, 12 * MiB, len(data))
+    finally:
+        os.close(fd)
+    for name in ('a', 'b'):
+        with open(os.path.join(m.path, name), 'rb') as f:
+            assert f.read() == data
+    assert_clean(s3, bucket)
+    m.unmount()
+    r = mount(bucket, opts=OPTS + ['stat_ttl=0'])
+    for name in ('a', 'b'):
+        with open(os.path.join(r.path, name), 'rb') as f:
+            assert f.read() == data
+    assert os.stat(os.path.join(r.path, 'a')).st_nlink == 2
