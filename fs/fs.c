@@ -20,6 +20,9 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 	conn->max_readahead = 1 << 20;
 	if (bfs_upload_start(fs))
 		bfs_log(BFS_LOG_ERR, "cannot start upload workers");
+	if (bfs_stream_start(fs))
+		bfs_log(BFS_LOG_WARN, "cannot start the streaming upload workers: files are "
+			"uploaded at close");
 	if (bfs_readahead_start(fs))
 		bfs_log(BFS_LOG_WARN, "cannot start readahead workers: reads fetch one block at a "
 			"time");
@@ -32,6 +35,7 @@ static void op_destroy(void *userdata)
 		bfs_owner_say(fs->cache, false, fs->opts->mountpoint);
 	bfs_readahead_stop(fs);
 	bfs_upload_stop(fs); /* every pending upload finishes (or stays in the journal) */
+	bfs_stream_stop(fs); /* and streams nobody finished are aborted */
 }
 
 void bfs_fs_ops(struct fuse_lowlevel_ops *ops)
@@ -66,6 +70,8 @@ int bfs_fs_new(struct bfs_options *o, struct s3_client *s3, struct cache *cache,
 	pthread_mutex_init(&fs->lock, NULL);
 	pthread_cond_init(&fs->upload_cond, NULL);
 	pthread_cond_init(&fs->idle_cond, NULL);
+	pthread_mutex_init(&fs->stream_lock, NULL);
+	pthread_cond_init(&fs->stream_cond, NULL);
 	bfs_inode_table_init(fs);
 	if (!fs->by_id || !fs->by_nm || !fs->root) {
 		bfs_fs_free(fs);
@@ -83,5 +89,7 @@ void bfs_fs_free(struct bfs_fs *fs)
 	pthread_mutex_destroy(&fs->lock);
 	pthread_cond_destroy(&fs->upload_cond);
 	pthread_cond_destroy(&fs->idle_cond);
+	pthread_mutex_destroy(&fs->stream_lock);
+	pthread_cond_destroy(&fs->stream_cond);
 	free(fs);
 }

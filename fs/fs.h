@@ -68,6 +68,8 @@ struct bfs_options {
 	uint64_t copy_limit;  /* -o copy_limit=SIZE (largest one-request copy, default 5G) */
 	uint64_t readahead;   /* -o readahead=SIZE: most bytes fetched ahead of a sequential reader (64M; 0 off) */
 	int max_connections;  /* -o parallel=N (default 16) */
+	unsigned stream_budget; /* -o stream_budget=N: parts of files being written sent at once in
+	                       * the background, per mount (default 4; 0: no streaming) */
 	char *hmac_key_file;  /* -o hmac_key_file= (must not be group/other accessible) */
 	enum bfs_hmac_mode hmac_mode; /* -o hmac=; DEFAULT until bfs_integrity_load_keys */
 	struct bfs_hmac_key *hmac_keys; /* [0] signs, all verify; owned; set by bfs_integrity_load_keys */

@@ -9,6 +9,7 @@
 #define FUSE_USE_VERSION 312
 #include <fuse_lowlevel.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 
 #include "cache/cache.h"
@@ -99,6 +100,11 @@ struct bfs_inode {
 	int64_t upload_err_at;      /* when it failed (monotonic ns) */
 	unsigned upload_tries;      /* failed uploads in a row (backoff) */             /* last upload failure, reported by flush/fsync */
 	int64_t upload_due;         /* monotonic ns */
+	struct bfs_stream *stream;  /* streaming multipart upload of the staged data, or NULL
+	                             * (fs/stream_upload.c); owned by the stream pool */
+	bool seq_ok;                /* every write since the staged file was empty continued
+	                             * where the previous one ended (a candidate for streaming) */
+	uint64_t seq_end;           /* where the last write ended */
 };
 
 struct bfs_fs {
@@ -128,6 +134,15 @@ struct bfs_fs {
 	int64_t stat_ttl_ns;
 	int64_t upload_delay_ns;
 	struct bfs_readahead *readahead; /* owned; NULL with readahead=0 (fs/readahead.c) */
+
+	/* streaming multipart writes (fs/stream_upload.c) */
+	pthread_mutex_t stream_lock;     /* every stream's shared state and the list; innermost */
+	pthread_cond_t stream_cond;      /* a part became ready, was hashed or sent; a stream went */
+	struct bfs_stream *streams;      /* live streams (stream_lock) */
+	pthread_t *stream_workers;       /* stream_budget senders */
+	int nstream_workers;
+	bool stream_stopping;            /* stream_lock */
+	atomic_uint_least64_t streamed_parts; /* parts sent while their file was being written */
 
 	/* statistics (fs/stats.c): lock-free */
 	int64_t started_ns;              /* monotonic, at bfs_fs_new */
@@ -340,6 +355,48 @@ bool bfs_upload_permanent(int rc);
 /* Whether ino has local changes not yet in S3 (ino->lock held). */
 bool bfs_is_dirty(const struct bfs_inode *ino);
 
+/* ---- stream_upload.c: streaming multipart writes (docs/streaming.md) ---- */
+/* Private keys of streamed uploads until their object is copied to its key. */
+#define BFS_STREAM_DIR BFS_INTERNAL_DIR "/streams/"
+struct bfs_stream;
+/* The part layout of a stream with part size base: 1000 parts of base, 1000 of 2*base, ...
+ * 256*base, then 1000 of 5 GiB (none above 5 GiB), so 10,000 parts cover 5 TiB from 5M.
+ * Length and offset of part index i (0-based), and how many parts cover size bytes
+ * (10001 when more than S3 allows). Pure. */
+uint64_t bfs_stream_part_len(uint64_t base, size_t i);
+uint64_t bfs_stream_part_off(uint64_t base, size_t i);
+size_t bfs_stream_parts_for(uint64_t base, uint64_t size);
+/* Starts the stream_budget senders / stops them after aborting every stream left (after
+ * bfs_upload_stop). */
+int bfs_stream_start(struct bfs_fs *fs);
+void bfs_stream_stop(struct bfs_fs *fs);
+/* A write of n bytes at off landed in ino's staging file, which held size_before bytes
+ * (ino->lock held): starts a stream (a file written sequentially from 0 past part_size,
+ * close-to-open), makes the parts behind the writer ready, or cancels the stream when the
+ * write went into a part already sent. No I/O. */
+void bfs_stream_note_write(struct bfs_fs *fs, struct bfs_inode *ino, uint64_t off, uint64_t n,
+			   uint64_t size_before);
+/* ino's staged data was truncated to size (ino->lock held): cancels a stream with parts
+ * beyond it. */
+void bfs_stream_note_truncate(struct bfs_fs *fs, struct bfs_inode *ino, uint64_t size);
+/* Cancels ino's stream, if any (ino->lock held; its upload is aborted in the background). */
+void bfs_stream_cancel(struct bfs_fs *fs, struct bfs_inode *ino);
+/* The same for a stream whose inode is being destroyed (no lock held). */
+void bfs_stream_detach(struct bfs_stream *s);
+/* For do_upload (ino->lock held): takes ino's stream (NULL if none) for bfs_stream_finish
+ * or bfs_stream_drop; writes from now on start afresh. */
+struct bfs_stream *bfs_stream_take(struct bfs_inode *ino);
+/* Gives up a taken stream without finishing it (aborted in the background). */
+void bfs_stream_drop(struct bfs_stream *s);
+/* Without locks: sends what is left of taken stream s as the object key of size bytes,
+ * seals m (digests, signature) from the digests taken on the way, completes the upload and
+ * copies it to key with m and content_type (CopyObject REPLACE, x-amz-copy-source-if-match
+ * the completed ETag), deletes the private object; out gets the ETag at key. Frees s
+ * (aborting the upload on failure). 0, -ECANCELED (the stream cannot make this object:
+ * upload it whole), or the S3 failure. */
+int bfs_stream_finish(struct bfs_stream *s, const char *key, uint64_t size,
+		      const char *content_type, struct s3_meta *m, struct s3_object *out);
+
 /* ---- link_intent.c: crash safety of hard-link changes ---- */
 #define BFS_INTENT_MAX 2
 /* A change of the names of one content object. Strings borrowed. */
@@ -391,6 +448,7 @@ struct bfs_stats_snapshot {
 	struct s3_metrics s3;
 	struct cache_stats cache;
 	uint64_t uploads_queued, uploads_running;  /* inodes waiting for / in an upload */
+	uint64_t streamed_parts;                   /* parts sent while their file was written */
 	struct bfs_ra_stats readahead;
 	struct bfs_hist_summary fuse[BFS_FUSE_OP_COUNT];
 };
@@ -495,6 +553,18 @@ int bfs_integrity_check_meta(struct bfs_fs *fs, const char *key, const struct s3
  * locks, right before s3_put_fd(key, fd, size, m). */
 int bfs_integrity_seal(struct s3_client *s3, const struct bfs_options *o, const char *key,
 		       int fd, uint64_t size, struct s3_meta *m);
+/* Incremental sealing (fs/stream_upload.c): a digester fed the content in order, in
+ * pieces of any size (1 MiB SHA-256 blocks and the whole-content MD5), then sealed like
+ * bfs_integrity_seal (side object, headers, signature) without reading the content again.
+ * Not thread-safe: one feeder at a time. Owner: the caller (bfs_digester_free). */
+struct bfs_digester;
+int bfs_digester_new(struct bfs_digester **out);
+int bfs_digester_update(struct bfs_digester *d, const void *p, size_t n);
+void bfs_digester_free(struct bfs_digester *d);
+/* d has seen exactly the size bytes of the object; finishes it (once). */
+int bfs_integrity_seal_digester(struct s3_client *s3, const struct bfs_options *o,
+				const char *key, struct bfs_digester *d, uint64_t size,
+				struct s3_meta *m);
 /* Whether object o (a HEAD result) holds exactly fd's first size bytes, by its whole-content
  * MD5 (plain ETag or bfs-md5); false when o carries none. Reads fd. */
 bool bfs_integrity_same_content(const struct s3_object *o, int fd, uint64_t size);

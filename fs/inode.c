@@ -72,6 +72,8 @@ void bfs_inode_table_init(struct bfs_fs *fs)
 
 static void inode_destroy(struct bfs_inode *ino)
 {
+	if (ino->stream)
+		bfs_stream_detach(ino->stream); /* aborted by the stream pool */
 	if (ino->stage_fd >= 0)
 		close(ino->stage_fd);
 	s3_meta_free(&ino->meta);

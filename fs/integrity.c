@@ -549,6 +549,51 @@ int bfs_integrity_seal(struct s3_client *s3, const struct bfs_options *o, const 
 	return rc;
 }
 
+int bfs_digester_new(struct bfs_digester **out)
+{
+	struct bfs_digester *d = malloc(sizeof(*d));
+	*out = NULL;
+	if (!d)
+		return -ENOMEM;
+	int rc = dg_init(d, BFS_INTEGRITY_BLOCK, true);
+	if (rc) {
+		dg_free(d);
+		free(d);
+		return rc;
+	}
+	*out = d;
+	return 0;
+}
+
+int bfs_digester_update(struct bfs_digester *d, const void *p, size_t n)
+{
+	return dg_update(d, p, n);
+}
+
+void bfs_digester_free(struct bfs_digester *d)
+{
+	if (!d)
+		return;
+	dg_free(d);
+	free(d);
+}
+
+int bfs_integrity_seal_digester(struct s3_client *s3, const struct bfs_options *o,
+				const char *key, struct bfs_digester *d, uint64_t size,
+				struct s3_meta *m)
+{
+	strip_all(m);
+	uint64_t part = o->part_size ? o->part_size : (8u << 20);
+	bool want_md5 = size > part; /* as bfs_integrity_seal: only multipart objects */
+	unsigned char md5[16];
+	int rc = dg_finish(d, md5);
+	if (rc == 0)
+		rc = put_digests(s3, o->prefix, d, want_md5, md5, m);
+	if (rc == 0)
+		rc = bfs_integrity_sign(o, key, size, m);
+	return rc;
+}
+
 int bfs_integrity_seal_buf(struct s3_client *s3, const struct bfs_options *o, const char *key,
 			   const void *body, size_t len, struct s3_meta *m)
 {

@@ -188,6 +188,7 @@ static void op_setattr(fuse_req_t req, fuse_ino_t nodeid, struct stat *attr, int
 			rc = -errno;
 		if (rc)
 			goto unlock;
+		bfs_stream_note_truncate(fs, ino, (uint64_t)attr->st_size);
 		ino->st.st_size = attr->st_size;
 		ino->st.st_blocks = (attr->st_size + 511) / 512;
 		ino->st.st_mtim = now;

@@ -238,6 +238,7 @@ static void op_write(fuse_req_t req, fuse_ino_t nodeid, const char *buf, size_t 
 	rc = bfs_stage_open(fs, ino, false);
 	if (rc)
 		goto out;
+	uint64_t before = (uint64_t)ino->st.st_size;
 	n = pwrite(ino->stage_fd, buf, size, off);
 	if (n < 0 && errno == ENOSPC) {
 		/* the cache disk is full: clean cached blocks make room for written data */
@@ -253,6 +254,7 @@ static void op_write(fuse_req_t req, fuse_ino_t nodeid, const char *buf, size_t 
 		rc = bfs_stage_open(fs, ino, false);
 		if (rc)
 			goto out;
+		before = (uint64_t)ino->st.st_size;
 		n = pwrite(ino->stage_fd, buf, size, off);
 	}
 	if (n < 0) {
@@ -263,6 +265,9 @@ static void op_write(fuse_req_t req, fuse_ino_t nodeid, const char *buf, size_t 
 		ino->st.st_size = off + n;
 		ino->st.st_blocks = (ino->st.st_size + 511) / 512;
 	}
+	/* parts the writer has left behind go to S3 now (fs/stream_upload.c) */
+	if (n > 0)
+		bfs_stream_note_write(fs, ino, (uint64_t)off, (uint64_t)n, before);
 	struct timespec now;
 	clock_gettime(CLOCK_REALTIME, &now);
 	ino->st.st_mtim = ino->st.st_ctim = now;

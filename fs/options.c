@@ -77,6 +77,9 @@ static const char usage_text[] =
 	"                       AWS_EC2_METADATA_DISABLED=true: not asked)\n"
 	"  parallel=N           concurrent S3 requests (default 16)\n"
 	"  part_size=SIZE       multipart upload part size (default 8M)\n"
+	"  stream_budget=N      close-to-open: a file written sequentially past part_size is\n"
+	"                       uploaded while it is written, at most N parts at once per\n"
+	"                       mount; close waits for the tail only (default 4; 0: off)\n"
 	"  copy_limit=SIZE      largest object the server copies in one request (rename,\n"
 	"                       chmod); larger ones are copied in parts (default 5G)\n"
 	"  timeout=SECONDS      a request moving under 1 KiB/s this long is cut and retried\n"
@@ -273,7 +276,7 @@ static const char *const valued[] = {
 	"upload_delay", "uid", "gid", "umask", "block_size", "cache_size", "cache_ttl",
 	"part_size", "copy_limit", "parallel", "hmac_key_file", "hmac", "lock_wait", "timeout",
 	"server_wait", "consistency", "neg_ttl", "readahead", "log_level", "slow_ms",
-	"imds_endpoint", NULL,
+	"imds_endpoint", "stream_budget", NULL,
 };
 
 /* A FUSE option with a value: checked where FUSE would only fail later, passed on. */
@@ -409,6 +412,12 @@ static int set_value(struct parse *p, const char *name, const char *value)
 				return 0;
 			}
 		return bad_value(p, name, value, "off, sign, verify or require");
+	}
+	if (strcmp(name, "stream_budget") == 0) {
+		if (!parse_uint(value, 1000, &u))
+			return bad_value(p, name, value, "a number of parts from 0 (off) to 1000");
+		o->stream_budget = (unsigned)u;
+		return 0;
 	}
 	if (strcmp(name, "parallel") == 0) {
 		if (!parse_uint(value, 1000, &u) || u == 0)
@@ -783,6 +792,7 @@ int bfs_options_parse(int argc, char **argv, struct bfs_options *o, char *err, s
 	o->copy_limit = 5ull << 30;
 	o->readahead = 64u << 20;
 	o->max_connections = 16;
+	o->stream_budget = 4;
 	if (errlen)
 		err[0] = '\0';
 

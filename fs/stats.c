@@ -39,6 +39,7 @@ void bfs_stats_take(struct bfs_fs *fs, struct bfs_stats_snapshot *out)
 		out->uploads_queued++;
 	out->uploads_running = fs->uploads_running > 0 ? (uint64_t)fs->uploads_running : 0;
 	pthread_mutex_unlock(&fs->lock);
+	out->streamed_parts = atomic_load(&fs->streamed_parts);
 	bfs_readahead_stats(fs, &out->readahead);
 	for (int op = 0; op < BFS_FUSE_OP_COUNT; op++)
 		bfs_hist_summarize(&fs->fuse_latency[op], &out->fuse[op]);
@@ -166,8 +167,10 @@ char *bfs_stats_json(const struct bfs_stats_snapshot *s)
 	    ", \"bytes\": %" PRIu64 ", \"block_size\": %" PRIu64 ", \"meta_entries\": %" PRIu64
 	    "},\n", c->hits, c->misses, c->blocks, c->bytes, c->block_size, c->meta_entries);
 	put(&b, "  \"dirty\": {\"entries\": %" PRIu64 ", \"bytes\": %" PRIu64
-	    ", \"uploads_queued\": %" PRIu64 ", \"uploads_running\": %" PRIu64 "},\n",
-	    c->dirty_entries, c->dirty_bytes, s->uploads_queued, s->uploads_running);
+	    ", \"uploads_queued\": %" PRIu64 ", \"uploads_running\": %" PRIu64
+	    ", \"streamed_parts\": %" PRIu64 "},\n",
+	    c->dirty_entries, c->dirty_bytes, s->uploads_queued, s->uploads_running,
+	    s->streamed_parts);
 	const struct bfs_ra_stats *ra = &s->readahead;
 	put(&b, "  \"readahead\": {\"window_bytes\": %" PRIu64 ", \"window_max_bytes\": %" PRIu64
 	    ", \"queued_blocks\": %" PRIu64 ", \"prefetched_blocks\": %" PRIu64 "},\n",
@@ -314,6 +317,8 @@ char *bfs_stats_prom(const struct bfs_stats_snapshot *s)
 		 s->uploads_queued);
 	prom_u64(&b, "bucketfs_uploads_running", "gauge", "Uploads in progress.",
 		 s->uploads_running);
+	prom_u64(&b, "bucketfs_streamed_parts_total", "counter",
+		 "Multipart parts sent while their file was being written.", s->streamed_parts);
 
 	const struct bfs_ra_stats *ra = &s->readahead;
 	prom_u64(&b, "bucketfs_readahead_window_bytes", "gauge",

@@ -149,6 +149,7 @@ int bfs_stage_open(struct bfs_fs *fs, struct bfs_inode *ino, bool trunc)
 		if (trunc && S_ISREG(ino->st.st_mode) && ino->st.st_size != 0) {
 			if (ftruncate(ino->stage_fd, 0) < 0)
 				return -errno;
+			bfs_stream_note_truncate(fs, ino, 0);
 			ino->st.st_size = 0;
 			bfs_mark_dirty(ino);
 		}
@@ -252,6 +253,7 @@ int bfs_stage_attrs(struct bfs_fs *fs, struct bfs_inode *ino)
 void bfs_stage_discard(struct bfs_fs *fs, struct bfs_inode *ino)
 {
 	wait_idle(ino);
+	bfs_stream_cancel(fs, ino);
 	if (ino->stage_fd >= 0) {
 		close(ino->stage_fd);
 		cache_dirty_remove(fs->cache, ino->stage_id);
@@ -267,6 +269,7 @@ void bfs_stage_discard(struct bfs_fs *fs, struct bfs_inode *ino)
 void bfs_stage_forget(struct bfs_fs *fs, struct bfs_inode *ino)
 {
 	wait_idle(ino);
+	bfs_stream_cancel(fs, ino); /* never uploaded now */
 	if (ino->stage_fd >= 0 && cache_dirty_forget(fs->cache, ino->stage_id) == 0)
 		ino->committed = false;
 }
@@ -326,6 +329,7 @@ static int do_upload(struct bfs_fs *fs, struct bfs_inode *ino, bool force, bool 
 	char *key = NULL, *old = NULL;
 	int fd = -1;
 	bool linked = false;
+	struct bfs_stream *stream = NULL; /* the parts sent while it was written */
 	struct s3_meta m;
 	s3_meta_init(&m);
 
@@ -386,6 +390,8 @@ static int do_upload(struct bfs_fs *fs, struct bfs_inode *ino, bool force, bool 
 		rc = bfs_integrity_resign(fs->opts, key, &ino->meta, size, key, &m);
 	if (rc)
 		goto unlock;
+	if (!attr_only)
+		stream = bfs_stream_take(ino);
 	ino->uploading = true;
 	pthread_mutex_unlock(&ino->lock);
 
@@ -409,15 +415,23 @@ static int do_upload(struct bfs_fs *fs, struct bfs_inode *ino, bool force, bool 
 	} else {
 		if (linked)
 			rc = bfs_link_fresh_nlink(fs, key, &m); /* other names may have come or gone */
-		/* digests + signature (docs/integrity.md), then the PUT */
-		if (rc == 0)
-			rc = bfs_integrity_seal(fs->s3, fs->opts, key, fd, size, &m);
 		/* a new object's type, kept with its metadata from now on (rename, later
 		 * writes) */
 		if (rc == 0 && !s3_meta_get(&m, S3_HDR_CONTENT_TYPE))
 			rc = s3_meta_set(&m, S3_HDR_CONTENT_TYPE, content_type_of(mode, key));
-		if (rc == 0)
+		bool streamed = false;
+		if (rc == 0 && stream) {
+			/* the tail, Complete, one CopyObject to key with the sealed metadata
+			 * (docs/streaming.md); whatever went wrong, the whole upload follows */
+			streamed = bfs_stream_finish(stream, key, size, NULL, &m, &obj) == 0;
+			stream = NULL;
+		}
+		/* digests + signature (docs/integrity.md), then the PUT */
+		if (rc == 0 && !streamed)
+			rc = bfs_integrity_seal(fs->s3, fs->opts, key, fd, size, &m);
+		if (rc == 0 && !streamed)
 			rc = s3_put_fd(fs->s3, key, fd, size, NULL, &m, &obj);
+		bfs_stream_drop(stream); /* not finished (the link count could not be read) */
 	}
 
 	pthread_mutex_lock(&ino->lock);

@@ -156,6 +156,8 @@ struct s3_req {
 	char body_sha256[65];
 	char body_md5_b64[25];   /* "" = no Content-MD5 header */
 	char body_md5_hex[33];
+	s3_tap_fn tap;           /* nullable: sees an fd body once, in order, as it is hashed */
+	void *tap_arg;
 
 	/* Response body destination for 2xx; error bodies always go to resp. */
 	enum s3_sink sink;

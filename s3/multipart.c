@@ -410,3 +410,175 @@ void s3_upload_list_free(struct s3_upload_list *l)
 	free(l->next_upload_id_marker);
 	memset(l, 0, sizeof(*l));
 }
+
+/* ---- multipart uploads driven by the caller ---- */
+
+struct s3_multipart {
+	struct upload u;        /* key and upload_id owned; u.etags/u.nparts used at completion */
+	char *key;              /* owned; u.key points here */
+	pthread_mutex_t lock;   /* protects etags, sizes, cap */
+	char (*etags)[72];      /* etags[i]: part i+1; "" until it was sent */
+	uint64_t *sizes;        /* sizes[i]: bytes of part i+1 */
+	size_t cap;
+};
+
+int s3_multipart_begin(struct s3_client *c, const char *key, const struct s3_meta *meta,
+		       const char *content_type, struct s3_multipart **out)
+{
+	struct s3_multipart *m = calloc(1, sizeof(*m));
+	int rc = -ENOMEM;
+
+	*out = NULL;
+	if (!m || !(m->key = strdup(key)))
+		goto fail;
+	pthread_mutex_init(&m->lock, NULL);
+	m->u.c = c;
+	m->u.key = m->key;
+	m->u.fd = -1;
+	rc = create_upload(&m->u, meta, content_type);
+	if (rc)
+		goto fail;
+	*out = m;
+	return 0;
+fail:
+	if (m) {
+		free(m->key);
+		free(m);
+	}
+	return rc;
+}
+
+/* Makes room for part number n (1-based) in m's tables (m->lock held). */
+static int reserve_part(struct s3_multipart *m, size_t n)
+{
+	if (n <= m->cap)
+		return 0;
+	size_t nc = m->cap ? m->cap : 64;
+	while (nc < n)
+		nc *= 2;
+	if (nc > S3_MAX_PARTS)
+		nc = S3_MAX_PARTS;
+	char (*e)[72] = realloc(m->etags, nc * sizeof(*e));
+	if (!e)
+		return -ENOMEM;
+	m->etags = e;
+	uint64_t *sz = realloc(m->sizes, nc * sizeof(*sz));
+	if (!sz)
+		return -ENOMEM;
+	m->sizes = sz;
+	for (size_t i = m->cap; i < nc; i++) {
+		m->etags[i][0] = '\0';
+		m->sizes[i] = 0;
+	}
+	m->cap = nc;
+	return 0;
+}
+
+int s3_multipart_part(struct s3_multipart *m, size_t number, int fd, uint64_t off,
+		      uint64_t len, s3_tap_fn tap, void *tap_arg)
+{
+	struct s3_client *c = m->u.c;
+	char num[16];
+	struct s3_pair params[2];
+	struct s3_req r;
+	int rc;
+
+	if (number < 1 || number > S3_MAX_PARTS || len == 0 || len > S3_MAX_COPY_SIZE) {
+		s3_set_error("UPLOAD-PART %s: part %zu of %llu bytes is out of S3's limits", m->key,
+			     number, (unsigned long long)len);
+		return -EFBIG;
+	}
+	pthread_mutex_lock(&m->lock);
+	rc = reserve_part(m, number);
+	pthread_mutex_unlock(&m->lock);
+	if (rc)
+		return rc;
+	snprintf(num, sizeof(num), "%zu", number);
+	params[0] = (struct s3_pair){ "partNumber", num };
+	params[1] = (struct s3_pair){ "uploadId", m->u.upload_id };
+	s3_req_init(&r, "PUT", m->key);
+	r.what = "UPLOAD-PART";
+	r.params = params;
+	r.nparams = 2;
+	r.tap = tap;
+	r.tap_arg = tap_arg;
+	rc = s3_req_body_fd(&r, fd, off, len, true);
+	if (rc) {
+		if (rc != -EIO)
+			s3_set_error("UPLOAD-PART %s: reading the source: %s", m->key, strerror(-rc));
+		goto out;
+	}
+	r.check = check_part_etag;
+	atomic_fetch_add(&c->stats.multipart, 1);
+	rc = s3_request(c, &r);
+	if (rc == 0) {
+		pthread_mutex_lock(&m->lock);
+		snprintf(m->etags[number - 1], sizeof(m->etags[0]), "%s", r.obj.etag);
+		m->sizes[number - 1] = len;
+		pthread_mutex_unlock(&m->lock);
+	}
+out:
+	s3_req_free(&r);
+	return rc;
+}
+
+int s3_multipart_complete(struct s3_multipart *m, size_t nparts, struct s3_object *out)
+{
+	char etag[72] = "";
+	uint64_t size = 0;
+	int rc;
+
+	pthread_mutex_lock(&m->lock);
+	rc = nparts == 0 || nparts > m->cap ? -EINVAL : 0;
+	for (size_t i = 0; rc == 0 && i < nparts; i++) {
+		if (!m->etags[i][0])
+			rc = -EINVAL;
+		size += m->sizes[i];
+	}
+	pthread_mutex_unlock(&m->lock);
+	if (rc) {
+		s3_set_error("COMPLETE-MULTIPART %s: not every one of %zu parts was sent", m->key,
+			     nparts);
+		return rc;
+	}
+	m->u.etags = m->etags;
+	m->u.nparts = nparts;
+	m->u.size = size;
+	rc = complete_upload(&m->u, etag);
+	if (rc == 0 && !etag[0])
+		learn_etag(&m->u, etag);
+	m->u.etags = NULL;
+	if (rc == 0 && out) {
+		s3_object_init(out);
+		snprintf(out->etag, sizeof(out->etag), "%s", etag);
+		out->size = size;
+	}
+	return rc;
+}
+
+int s3_multipart_cancel(struct s3_multipart *m)
+{
+	return s3_multipart_abort(m->u.c, m->key, m->u.upload_id);
+}
+
+void s3_multipart_free(struct s3_multipart *m)
+{
+	if (!m)
+		return;
+	pthread_mutex_destroy(&m->lock);
+	free(m->etags);
+	free(m->sizes);
+	free(m->u.upload_id);
+	free(m->key);
+	free(m);
+}
+
+const char *s3_multipart_key(const struct s3_multipart *m)
+{
+	return m->key;
+}
+
+const char *s3_multipart_id(const struct s3_multipart *m)
+{
+	return m->u.upload_id;
+}

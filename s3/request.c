@@ -158,6 +158,8 @@ int s3_req_body_fd(struct s3_req *r, int fd, uint64_t off, uint64_t len, bool wi
 		}
 		EVP_DigestUpdate(sha, buf, (size_t)n);
 		EVP_DigestUpdate(md5, buf, (size_t)n);
+		if (r->tap)
+			r->tap(r->tap_arg, buf, (size_t)n);
 		pos += (uint64_t)n;
 	}
 	EVP_DigestFinal_ex(sha, digest, NULL);

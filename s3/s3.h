@@ -253,4 +253,35 @@ void s3_upload_list_free(struct s3_upload_list *l);
 /* AbortMultipartUpload; an upload that no longer exists is success. 0 or -errno. */
 int s3_multipart_abort(struct s3_client *c, const char *key, const char *upload_id);
 
+/* ---- multipart uploads driven by the caller (fs/stream_upload.c) ---- */
+
+/* One multipart upload in progress, its parts sent by the caller in any order and from
+ * several threads at once. Owner: whoever began it; s3_multipart_free releases it (after
+ * s3_multipart_complete or s3_multipart_cancel: freeing alone leaves it unfinished in S3). */
+struct s3_multipart;
+/* Sees the bytes of a part once, in order, while they are read to be hashed, before any
+ * of them is sent. Called on the sending thread, with no s3 lock held. */
+typedef void (*s3_tap_fn)(void *arg, const void *buf, size_t len);
+/* CreateMultipartUpload of key with meta and content_type (NULL: application/octet-stream).
+ * *out owned by the caller. 0 or -errno. */
+int s3_multipart_begin(struct s3_client *c, const char *key, const struct s3_meta *meta,
+		       const char *content_type, struct s3_multipart **out);
+/* UploadPart number (1..10000) from len bytes of fd at off (pread), with Content-MD5; the
+ * ETag S3 returns must be that MD5 (else retried, then -EBADMSG). tap (nullable) sees the
+ * bytes as they are hashed. Thread-safe for distinct numbers; a number sent again replaces
+ * its part. 0 or -errno. */
+int s3_multipart_part(struct s3_multipart *m, size_t number, int fd, uint64_t off,
+		      uint64_t len, s3_tap_fn tap, void *tap_arg);
+/* CompleteMultipartUpload of parts 1..nparts (each sent successfully). out (nullable) gets
+ * the object's ETag (learnt with a HEAD when the server's answer carries none) and its size
+ * (the sum of the parts). Not concurrent with s3_multipart_part. 0 or -errno; after a
+ * failure the upload is still unfinished (cancel it). */
+int s3_multipart_complete(struct s3_multipart *m, size_t nparts, struct s3_object *out);
+/* AbortMultipartUpload (an upload that no longer exists is success). 0 or -errno. */
+int s3_multipart_cancel(struct s3_multipart *m);
+void s3_multipart_free(struct s3_multipart *m);
+/* The upload's key and UploadId (valid until s3_multipart_free). */
+const char *s3_multipart_key(const struct s3_multipart *m);
+const char *s3_multipart_id(const struct s3_multipart *m);
+
 #endif

@@ -209,7 +209,7 @@ def test_new_files_are_counted_exactly_as_the_proxy_counts_them(mount, bucket, s
     assert down == proxy.stats()['bytes_down']
     assert after['s3']['errors'] == before['s3']['errors']
     assert after['dirty'] == {'entries': 0, 'bytes': 0, 'uploads_queued': 0,
-                              'uploads_running': 0}
+                              'uploads_running': 0, 'streamed_parts': 0}
     assert sorted(k['Key'] for k in s3.list_objects_v2(Bucket=bucket)['Contents']) == \
         [f'new{i}' for i in range(len(sizes))]
     lat = after['s3']['operations']['PutObject']

@@ -43,6 +43,7 @@ static struct bfs_stats_snapshot *sample(void)
 					 .meta_entries = 9, .block_size = 1 << 20 };
 	s->uploads_queued = 1;
 	s->uploads_running = 1;
+	s->streamed_parts = 3;
 	s->readahead = (struct bfs_ra_stats){ .window_max = 64 << 20, .window_last = 4 << 20,
 					      .queued = 3, .prefetched = 17 };
 	s->fuse[BFS_FUSE_LOOKUP] = (struct bfs_hist_summary){ .count = 2, .sum_ns = 3000,
@@ -90,7 +91,7 @@ static void test_json(void **state)
 	assert_contains(j, "\"cache\": {\"hits\": 11, \"misses\": 4, \"blocks\": 5, \"bytes\": "
 			"5242880, \"block_size\": 1048576, \"meta_entries\": 9},");
 	assert_contains(j, "\"dirty\": {\"entries\": 2, \"bytes\": 300, \"uploads_queued\": 1, "
-			"\"uploads_running\": 1},");
+			"\"uploads_running\": 1, \"streamed_parts\": 3},");
 	assert_contains(j, "\"readahead\": {\"window_bytes\": 4194304, \"window_max_bytes\": "
 			"67108864, \"queued_blocks\": 3, \"prefetched_blocks\": 17},");
 	/* only FUSE ops that were called */
@@ -209,6 +210,7 @@ static void test_prom(void **state)
 	assert_contains(p, "\nbucketfs_dirty_entries 2\n");
 	assert_contains(p, "\nbucketfs_dirty_bytes 300\n");
 	assert_contains(p, "\nbucketfs_uploads_queued 1\n");
+	assert_contains(p, "\nbucketfs_streamed_parts_total 3\n");
 	assert_contains(p, "\nbucketfs_readahead_window_bytes 4194304\n");
 	assert_contains(p, "\nbucketfs_readahead_window_max_bytes 67108864\n");
 	assert_contains(p, "\nbucketfs_readahead_prefetched_blocks_total 17\n");
