@@ -316,3 +316,37 @@ def test_hard_link_mid_stream(mount, bucket, s3, proxy):
         with open(os.path.join(r.path, name), 'rb') as f:
             assert f.read() == data
     assert os.stat(os.path.join(r.path, 'a')).st_nlink == 2
+
+
+def test_streamed_file_has_its_headers(mount, bucket, s3, proxy):
+    """The final CopyObject of a streamed file carries its S3 headers: a new page.html gets
+    text/html from /etc/mime.types, and a header set with setxattr stays when the file is
+    rewritten (O_TRUNC, then streamed again)."""
+    m = mount(bucket, opts=OPTS)
+    data = rand(12 * MiB + 7, 'page')
+    proxy.reset()
+    fd = open_new(m, 'page.html')
+    try:
+        write_chunks(fd, data, 0, len(data))
+    finally:
+        os.close(fd)
+    assert len(stream_parts(proxy)) >= 1, proxy.stats()  # it did stream
+    h = s3.head_object(Bucket=bucket, Key='page.html')
+    assert h['ContentType'] == 'text/html'
+    p = os.path.join(m.path, 'page.html')
+    os.setxattr(p, 'user.s3.cache_control', b'max-age=60')
+    os.setxattr(p, 'user.s3.content_encoding', b'identity')
+    data2 = rand(11 * MiB, 'page2')
+    proxy.reset()
+    fd = open_new(m, 'page.html')
+    try:
+        write_chunks(fd, data2, 0, len(data2))
+    finally:
+        os.close(fd)
+    assert len(stream_parts(proxy)) >= 1, proxy.stats()
+    assert s3_body(s3, bucket, 'page.html') == data2
+    h = s3.head_object(Bucket=bucket, Key='page.html')
+    assert (h['ContentType'], h.get('CacheControl'), h.get('ContentEncoding')) == \
+        ('text/html', 'max-age=60', 'identity')
+    assert os.getxattr(p, 'user.s3.cache_control') == b'max-age=60'
+    assert_clean(s3, bucket)
