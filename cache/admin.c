@@ -279,6 +279,18 @@ static bool still_there(struct cache *c, MDB_dbi dbi, const unsigned char *key, 
 	return there;
 }
 
+void cache_set_progress(struct cache *c, cache_progress_fn fn, void *arg)
+{
+	c->progress = fn;
+	c->progress_arg = arg;
+}
+
+void cache_progress(struct cache *c, const char *what, uint64_t done, uint64_t total)
+{
+	if (c->progress && (done == total || done % CACHE_PROGRESS_STEP == 0))
+		c->progress(c->progress_arg, what, done, total);
+}
+
 int cache_verify(struct cache *c, cache_bad_fn bad, void *arg, uint64_t *checked,
 		 uint64_t *nbad)
 {
@@ -301,6 +313,7 @@ int cache_verify(struct cache *c, cache_bad_fn bad, void *arg, uint64_t *checked
 		const char *problem;
 		int brc;
 
+		cache_progress(c, "verify", i, n); /* blocks checked so far */
 		if (b->fid == UINT64_MAX) {
 			(*nbad)++;
 			cache_index_drop(c, b->key, b->klen, UINT64_MAX);
@@ -324,6 +337,7 @@ int cache_verify(struct cache *c, cache_bad_fn bad, void *arg, uint64_t *checked
 		report_block(b, path, problem, !c->rdonly, bad, arg);
 	}
 
+	cache_progress(c, "verify", n, n);
 	/* journal entries must have their data; they are reported, never dropped */
 	if ((rc = cache_dirty_list(c, &dirty, &nd)))
 		goto out;

@@ -150,6 +150,15 @@ struct cache_bad {
 };
 typedef void (*cache_bad_fn)(void *arg, const struct cache_bad *bad);
 
+/* Progress of a long cache_verify or cache_prune (what: "verify" or "prune"): done of total
+ * blocks, called from the calling thread when done is a multiple of CACHE_PROGRESS_STEP
+ * (0 first) and once with done == total at the end. */
+#define CACHE_PROGRESS_STEP 256
+typedef void (*cache_progress_fn)(void *arg, const char *what, uint64_t done, uint64_t total);
+/* Sets the progress callback of c's later verify and prune calls (fn NULL: none). Not
+ * thread-safe: set it before those calls, from the thread that makes them. */
+void cache_set_progress(struct cache *c, cache_progress_fn fn, void *arg);
+
 /* Reads every block file and checks its length and CRC32C; calls bad (may be NULL) for each
  * damaged one and, unless the cache is read-only, drops it (it is fetched again when next
  * read). Also checks that every journal entry has its data file (never dropped: journal

@@ -28,6 +28,10 @@ struct cache_memblk {
 #define CACHE_MEM_SLOTS_MAX 16
 struct cache_touch;    /* a pending last-used update (index.c) */
 
+/* cache_progress (admin.c): reports done of total to c's progress callback, if any, when
+ * done is a multiple of CACHE_PROGRESS_STEP or equals total. */
+void cache_progress(struct cache *c, const char *what, uint64_t done, uint64_t total);
+
 struct cache {
 	/* ---- set by cache_open, immutable afterwards ---- */
 	char *dir;                /* owned */
@@ -57,6 +61,8 @@ struct cache {
 	size_t nmem;              /* slots in use: CACHE_MEM_BYTES / block_size, 1..MAX */
 	uint64_t mem_clock;
 	bool evicting, evict_wanted, stopping, evictor_running;
+	cache_progress_fn progress; /* cache_set_progress: the caller's thread only */
+	void *progress_arg;
 	pthread_t evictor;
 };
 

@@ -164,9 +164,12 @@ skip:
 	}
 	if (rc)
 		goto out;
-	for (size_t i = 0; i < nv; i++)
+	for (size_t i = 0; i < nv; i++) {
+		cache_progress(c, "prune", i, nv); /* block files removed so far */
 		if (all[i].fid != UINT64_MAX)
 			cache_blk_unlink(c, all[i].fid);
+	}
+	cache_progress(c, "prune", nv, nv);
 	pthread_mutex_lock(&c->mu);
 	c->blocks -= ndel;
 	c->bytes -= freed;

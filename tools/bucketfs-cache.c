@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cache/cache.h"
 #include "fs/fs.h"
@@ -62,6 +63,8 @@ static const char help_text[] =
 	"OPTIONS\n"
 	"    --cache-dir DIR   the cache directory\n"
 	"    -o OPTIONS        bucketfs mount options, used to find the cache directory\n"
+	"    --progress        verify and prune: show how far they are on stderr, a line a\n"
+	"                      second (on a terminal, one line updated in place, always)\n"
 	"    -h, --help        this text\n"
 	"\n"
 	"EXIT STATUS\n"
@@ -188,6 +191,26 @@ static int cmd_stats(struct cache *c, const char *dir, bool in_use)
 	return 0;
 }
 
+/* Progress of verify and prune on stderr (cache_set_progress): on a terminal one line
+ * rewritten in place; with --progress elsewhere a line a second, and the last one. */
+struct progress {
+	bool tty;
+	int64_t last_ns;
+};
+
+static void show_progress(void *arg, const char *what, uint64_t done, uint64_t total)
+{
+	struct progress *p = arg;
+	int64_t now = bfs_mono_ns();
+	if (done != total && done != 0 && now - p->last_ns < (p->tty ? 100000000 : 1000000000))
+		return;
+	p->last_ns = now;
+	fprintf(stderr, "%s%s: %" PRIu64 "/%" PRIu64 " blocks (%d%%)%s", p->tty ? "\r" : "", what,
+		done, total, total ? (int)(done * 100 / total) : 100,
+		p->tty && done != total ? "" : "\n");
+	fflush(stderr);
+}
+
 struct verify_ctx {
 	bool rdonly;
 };
@@ -290,7 +313,7 @@ int main(int argc, char **argv)
 	const char *cache_dir = NULL, *pos[3] = { NULL, NULL, NULL }, *cmd, *bucket = NULL;
 	char **opts = calloc((size_t)argc + 1, sizeof(*opts)), *dir = NULL;
 	int nopts = 0, npos = 0, status = EXIT_USAGE, rc;
-	bool discard_dirty = false, have_to = false, in_use = false;
+	bool discard_dirty = false, have_to = false, in_use = false, progress = false;
 	uint64_t to = UINT64_MAX;
 	int64_t older = -1;
 	struct cache *c = NULL;
@@ -333,6 +356,8 @@ int main(int argc, char **argv)
 			opts[nopts++] = (char *)a + 2;
 		} else if (!strcmp(a, "--discard-dirty")) {
 			discard_dirty = true;
+		} else if (!strcmp(a, "--progress")) {
+			progress = true;
 		} else if (a[0] == '-' && a[1]) {
 			status = fail(EXIT_USAGE, "unknown option '%s' (%s)", a, usage_line);
 			goto out;
@@ -417,6 +442,9 @@ int main(int argc, char **argv)
 		status = fail(EXIT_USAGE, "%s: cannot open the cache: %s", dir, strerror(-rc));
 		goto out;
 	}
+	struct progress prog = { .tty = isatty(STDERR_FILENO) == 1 };
+	if (progress || prog.tty)
+		cache_set_progress(c, show_progress, &prog);
 	if (!strcmp(cmd, "stats"))
 		status = cmd_stats(c, dir, in_use);
 	else if (!strcmp(cmd, "verify"))

@@ -386,6 +386,31 @@ def test_tool_while_mounted_and_after(mount, bucket, s3, proxy):
     assert ops(proxy.stats(), 'GetObject') >= 1
 
 
+def test_tool_shows_progress(mount, bucket, s3):
+    """verify and prune of a large cache show how far they are on stderr (--progress; on a
+    terminal always): a line when they start, at most one a second, and the last one."""
+    data = random_bytes(600 * 16384, 'progress')
+    s3.put_object(Bucket=bucket, Key='obj', Body=data)
+    m = mount(bucket, opts=['block_size=16K'])
+    assert read_through(os.path.join(m.path, 'obj')) == sha(data)
+    m.unmount()
+    assert len(block_files(m.cache_dir)) == 600
+    r = tool('--cache-dir', m.cache_dir, 'verify')
+    assert r.returncode == 0 and r.stderr == '', r.stderr  # not a terminal: quiet
+    r = tool('--cache-dir', m.cache_dir, 'verify', '--progress')
+    assert r.returncode == 0 and 'verified 600 blocks: 0 bad' in r.stdout, r.stdout + r.stderr
+    lines = r.stderr.splitlines()
+    assert lines[0] == 'verify: 0/600 blocks (0%)' and lines[-1] == \
+        'verify: 600/600 blocks (100%)', lines
+    assert all(re.fullmatch(r'verify: \d+/600 blocks \(\d+%\)', x) for x in lines), lines
+    r = tool('--cache-dir', m.cache_dir, 'prune', '--to', '0', '--progress')
+    assert r.returncode == 0 and 'pruned 600 blocks' in r.stdout, r.stdout + r.stderr
+    lines = r.stderr.splitlines()
+    assert lines[0] == 'prune: 0/600 blocks (0%)' and lines[-1] == \
+        'prune: 600/600 blocks (100%)', lines
+    assert block_files(m.cache_dir) == []
+
+
 def test_tool_clear_keeps_dirty_unless_discard(mount, bucket, s3, proxy):
     """Journal data survives `clear`; `clear --discard-dirty` drops it (never uploaded)."""
     m = mount(bucket, opts=['consistency=writeback', 'upload_delay=3600'])

@@ -288,6 +288,47 @@ static void test_verify_drops_bad(void **state)
 	assert_int_equal(fetches, 2);
 }
 
+struct prog {
+	int calls;
+	uint64_t last_done, last_total;
+	char what[16];
+};
+
+static void on_progress(void *arg, const char *what, uint64_t done, uint64_t total)
+{
+	struct prog *p = arg;
+	p->calls++;
+	p->last_done = done;
+	p->last_total = total;
+	snprintf(p->what, sizeof(p->what), "%s", what);
+}
+
+static void test_progress(void **state)
+{
+	struct fixture *fx = *state;
+	struct prog p = { 0 };
+	uint64_t checked, nbad;
+
+	for (int b = 0; b < NBLK; b++)
+		read_block(fx->c, b);
+	cache_set_progress(fx->c, on_progress, &p);
+	assert_int_equal(cache_verify(fx->c, NULL, NULL, &checked, &nbad), 0);
+	/* NBLK < CACHE_PROGRESS_STEP: the start (0) and the end */
+	assert_int_equal(p.calls, 2);
+	assert_string_equal(p.what, "verify");
+	assert_int_equal(p.last_done, NBLK);
+	assert_int_equal(p.last_total, NBLK);
+	p = (struct prog){ 0 };
+	assert_int_equal(cache_prune(fx->c, 0, INT64_MIN, NULL, NULL), 0);
+	assert_int_equal(p.calls, 2);
+	assert_string_equal(p.what, "prune");
+	assert_int_equal(p.last_done, NBLK);
+	cache_set_progress(fx->c, NULL, NULL);
+	p = (struct prog){ 0 };
+	assert_int_equal(cache_verify(fx->c, NULL, NULL, &checked, &nbad), 0);
+	assert_int_equal(p.calls, 0);
+}
+
 static void test_prune(void **state)
 {
 	struct fixture *fx = *state;
@@ -360,6 +401,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_stats_file, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_verify_drops_bad, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_prune, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_progress, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_clear_keeps_dirty, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
