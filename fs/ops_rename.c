@@ -187,6 +187,7 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 	struct bfs_inode *src = NULL, *dst = NULL;
 	char *okey = NULL, *nkey = NULL, *slk = NULL, *dlk = NULL;
 	uint64_t src_intent = 0, dst_intent = 0;
+	bool links = false; /* two names of one hard-linked file */
 	int rc = dir && ndir ? 0 : -ESTALE;
 	if (rc == 0 && fs->opts->read_only)
 		rc = -EROFS;
@@ -214,6 +215,7 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 		bool same = slk && dst->link_key && strcmp(slk, dst->link_key) == 0;
 		pthread_mutex_unlock(&dst->lock);
 		free(slk);
+		links = same;
 		if (same)
 			goto out;
 	}
@@ -393,6 +395,15 @@ out:
 	/* an intent still open (a step failed) stays in the journal: the next mount settles
 	 * the link count from what S3 then holds */
 	fuse_reply_err(req, -rc);
+	if (links && rc == 0 && fs->se) {
+		/* POSIX: nothing happens, both names stay. But each name is an inode of its own
+		 * here, so the kernel took it for a rename of one file onto another: once the
+		 * rename it is finishing lets go of the directory, its entry for newname
+		 * (now src's inode) is dropped, and the next lookup finds dst again. (After the
+		 * reply: the kernel holds the directory until then.) */
+		fuse_lowlevel_notify_inval_entry(fs->se, newparent, newname, strlen(newname));
+		fuse_lowlevel_notify_inval_entry(fs->se, parent, name, strlen(name));
+	}
 	if (dst && release_hold(dst))
 		bfs_upload_schedule(fs, dst, false); /* the rename failed: dst's data goes on */
 	free(slk);

@@ -790,3 +790,27 @@ def test_hardlink_rsync_link_dest_backup(mount, bucket, s3, proxy, test_dir):
     lap('final checks')
     print('phases: ' + ', '.join(f'{k} {v:.1f}s' for k, v in laps) + f'; total {time.monotonic() - t0:.1f}s')
 
+
+
+def test_rename_between_two_names_of_one_file_leaves_both_usable(mount, bucket, s3):
+    """rename(a, b) where a and b are hard links of one file does nothing (POSIX), and both
+    names keep working through the kernel afterwards: remove a, write and read through b
+    (each name is an inode of its own here; the kernel took the rename for a real one and
+    pointed b at a's inode, which the unlink then removed: stale data or ESTALE)."""
+    m = mount(bucket)
+    a, b = os.path.join(m.path, 'a'), os.path.join(m.path, 'b')
+    write_file(a, b'one file')
+    os.link(a, b)
+    os.rename(a, b)
+    assert os.path.exists(a) and os.path.exists(b)
+    assert os.stat(a).st_nlink == os.stat(b).st_nlink == 2
+    os.unlink(a)
+    assert os.stat(b).st_nlink == 1
+    with open(b, 'ab') as f:
+        f.write(b', appended')
+    assert read_file(b) == b'one file, appended'
+    os.truncate(b, 3)
+    assert read_file(b) == b'one'
+    m.remount()
+    assert read_file(b) == b'one' and not os.path.exists(a)
+    assert not link_problems(s3, bucket)
