@@ -189,6 +189,7 @@ void s3_parse_header_line(struct s3_req *r, const char *line, size_t len)
 	const char *colon;
 	size_t nlen;
 	char *value;
+	const char *std;
 
 	if (len >= 5 && strncmp(line, "HTTP/", 5) == 0) {
 		/* A new response (after 100 Continue, or a new attempt): forget the last one.
@@ -234,10 +235,10 @@ void s3_parse_header_line(struct s3_req *r, const char *line, size_t len)
 		time_t t = curl_getdate(value, NULL);
 		r->obj.last_modified.tv_sec = t > 0 ? t : 0;
 		r->obj.last_modified.tv_nsec = 0;
-	} else if (std_header_meta(line, nlen)) {
+	} else if ((std = std_header_meta(line, nlen))) {
 		if (IS("Content-Type"))
 			snprintf(r->obj.content_type, sizeof(r->obj.content_type), "%s", value);
-		s3_meta_set(&r->obj.meta, std_header_meta(line, nlen), value);
+		s3_meta_set(&r->obj.meta, std, value);
 	} else if (IS("x-amz-request-id")) {
 		snprintf(r->request_id, sizeof(r->request_id), "%s", value);
 	} else if (nlen > 11 && strncasecmp(line, "x-amz-meta-", 11) == 0) {

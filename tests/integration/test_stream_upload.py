@@ -13,10 +13,10 @@ import hashlib
 import hmac
 import os
 import random
-import time
 
 import pytest
 
+import helpers
 from helpers import s3_body, s3_head, s3_keys, write_key_file
 
 KEY = b'stream-test-key-0123456789abcdef'
@@ -45,13 +45,8 @@ def signature_ok(key, meta, size, secret=KEY):
     return meta.get('bfs-sig') == hmac.new(secret, c, hashlib.sha256).hexdigest()
 
 
-def wait_until(cond, timeout=20.0, step=0.1):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if cond():
-            return True
-        time.sleep(step)
-    return cond()
+def wait_until(cond, timeout=20.0):
+    return helpers.wait_until(cond, timeout)
 
 
 def stream_parts(proxy):
