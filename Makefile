@@ -111,16 +111,20 @@ S3_SERVER ?= s3rver rgw
 integration: all $(BUILD)/tests/mpi/scratch
 	@failed=""; for s in $(S3_SERVER); do \
 		echo "== integration tests on $$s"; \
-		S3_SERVER=$$s BUCKETFS_BIN=$(abspath $(BIN)) bash tests/run-integration.sh || \
+		S3_SERVER=$$s BUCKETFS_BIN=$(abspath $(BIN)) \
+			BFS_MPI_SCRATCH=$(abspath $(BUILD)/tests/mpi/scratch) \
+			bash tests/run-integration.sh || \
 			failed="$$failed $$s"; \
 	done; \
 	if [ -n "$$failed" ]; then echo "== integration tests failed on:$$failed"; exit 1; fi
 
 test: unit integration
 
+# The whole of make test with ASan and UBSan in build-asan/: the daemon aborts at the first
+# finding (a leak report at exit is a non-zero status too), which fails the test that ran it.
 test-asan:
 	$(MAKE) BUILD=build-asan BIN=build-asan/bin CFLAGS="-g -O1" \
-		SAN="-fsanitize=address,undefined -fno-omit-frame-pointer" test
+		SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer" test
 
 # Each fuzz target with libFuzzer, ASan and UBSan (clang) in build-fuzz/, run for FUZZ_TIME
 # seconds, one after the other, on a working copy of its seed corpus (tests/fuzz/run.sh).

@@ -47,9 +47,7 @@ void bfs_attr_apply(struct bfs_fs *fs, struct bfs_inode *ino, const struct s3_ob
 		if (bfs_ts_before(&st.st_ctim, &ino->touched))
 			st.st_ctim = ino->touched;
 	}
-	/* st_ino comes from the key (bfs_ino_of_key, set by the caller): the same on every
-	 * mount and machine, and never shared by two objects the way a stored number copied
-	 * along by another S3 tool would be */
+	/* st_ino is set by the caller (bfs_ino_assign) */
 	st.st_ino = ino->st.st_ino ? ino->st.st_ino : ino->nodeid;
 	const char *nl = o ? s3_meta_get(&o->meta, BFS_NLINK_META) : NULL;
 	st.st_nlink = nl && strtoul(nl, NULL, 10) > 1 ? (nlink_t)strtoul(nl, NULL, 10) : 1;
@@ -72,12 +70,17 @@ void bfs_attr_apply(struct bfs_fs *fs, struct bfs_inode *ino, const struct s3_ob
 	ino->open_fresh = true;
 }
 
-int bfs_attr_meta(struct bfs_inode *ino, struct s3_meta *dst)
+int bfs_attr_meta(struct bfs_inode *ino, const char *key, struct s3_meta *dst)
 {
 	int rc = s3_meta_copy(dst, &ino->meta);
 	if (rc)
 		return rc;
 	rc = bfs_meta_from_stat(&ino->st, dst);
+	/* a number taken over from elsewhere (a copy's, or a key's hash) is never stored: it
+	 * would become the number of two files */
+	s3_meta_del(dst, BFS_INO_META);
+	if (rc == 0 && ino->ino_stored && !S_ISDIR(ino->st.st_mode))
+		rc = bfs_ino_store(dst, ino->st.st_ino, key);
 	if (rc)
 		s3_meta_free(dst);
 	return rc;
@@ -257,7 +260,8 @@ static void apply_found(struct bfs_fs *fs, struct bfs_inode *ino, struct found *
 			f->link_key = NULL;
 		}
 		/* hard links share the number of their content object */
-		ino->st.st_ino = bfs_ino_of_key(ino->link_key ? ino->link_key : key);
+		bfs_ino_assign(ino, f->is_dir && !f->marker ? NULL : &f->obj.meta,
+			       ino->link_key ? ino->link_key : key);
 		bfs_attr_apply(fs, ino, f->is_dir && !f->marker ? NULL : &f->obj, f->is_dir);
 	}
 	pthread_mutex_unlock(&ino->lock);

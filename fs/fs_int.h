@@ -61,6 +61,8 @@ struct bfs_inode {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;        /* upload finished / staging ready */
 	struct stat st;             /* what getattr reports (st_ino stable, see inode.c) */
+	bool ino_stored;            /* st.st_ino is the file's own number, stored with it
+	                             * (bfs_ino_store), not its key's hash */
 	int64_t attr_expire;        /* monotonic ns; st trusted until then */
 	char etag[72];              /* ETag of the object in S3; "" if none/unknown */
 	struct s3_meta meta;        /* user metadata as in S3 (plus local changes) */
@@ -82,6 +84,7 @@ struct bfs_inode {
 	char kcache_etag[72];       /* version the kernel's page cache was filled from (open) */
 	struct timespec touched;    /* directory: when this mount last added or removed an entry
 	                             * (its mtime and ctime; kept over an older stored mtime) */
+	bool times_due;             /* directory: storing touched with the marker is queued */
 	char *neg_name;             /* directory: a name S3 just said is not there, and when */
 	int64_t neg_at;             /* (monotonic ns): the call after the kernel's lookup of it
 	                             * (rename's target) need not ask again (fs/attr.c) */
@@ -98,7 +101,7 @@ struct bfs_inode {
 	                             * staged data) */
 	int upload_err;             /* last upload failure, reported by flush/fsync */
 	int64_t upload_err_at;      /* when it failed (monotonic ns) */
-	unsigned upload_tries;      /* failed uploads in a row (backoff) */             /* last upload failure, reported by flush/fsync */
+	unsigned upload_tries;      /* failed uploads in a row (backoff) */
 	int64_t upload_due;         /* monotonic ns */
 	struct bfs_stream *stream;  /* streaming multipart upload of the staged data, or NULL
 	                             * (fs/stream_upload.c); owned by the stream pool */
@@ -199,8 +202,22 @@ void bfs_inode_move(struct bfs_fs *fs, struct bfs_inode *ino, struct bfs_inode *
 		    const char *newname);
 /* Detaches ino from the tree (unlink/rmdir). */
 void bfs_inode_detach(struct bfs_fs *fs, struct bfs_inode *ino);
-/* Stable st_ino for a key (FNV-1a 64 of the key, never 0 or 1). */
+/* Inode numbers (docs/layout.md "Inode numbers"). A file bucketfs creates gets a random
+ * number of its own, stored with it as x-amz-meta-bfs-ino "NUMBER-KEYHASH": the number
+ * counts only at the key whose hash it names, so a copy another S3 tool makes (it copies
+ * the metadata along) never shares it. Everything else is numbered by its key's hash. */
+#define BFS_INO_META "bfs-ino"
+/* The key's number: FNV-1a 64 of the key, 63 bits, never 0 or 1. */
 ino_t bfs_ino_of_key(const char *key);
+/* A fresh random number (never 0 or 1), or 0 if the random source failed. */
+ino_t bfs_ino_random(void);
+/* The number m stores for the object at key, or 0: none, or stored for another key. */
+ino_t bfs_ino_stored(const struct s3_meta *m, const char *key);
+/* Stores n in m as the number of the object at key. 0 or -ENOMEM. */
+int bfs_ino_store(struct s3_meta *m, ino_t n, const char *key);
+/* Numbers ino (ino->lock held) from the metadata of the object at key (m nullable): its
+ * stored number, or else the key's hash. */
+void bfs_ino_assign(struct bfs_inode *ino, const struct s3_meta *m, const char *key);
 
 /* ---- attr.c: attributes from S3 ---- */
 /* Fresh attributes of ino from S3 (HEAD, or listing for implicit dirs) unless cached and
@@ -212,9 +229,10 @@ int bfs_attr_lookup(struct bfs_fs *fs, struct bfs_inode *parent, const char *nam
 /* Applies a HEAD result to ino (ino->lock held). */
 void bfs_attr_apply(struct bfs_fs *fs, struct bfs_inode *ino, const struct s3_object *o,
 		    bool is_dir);
-/* Builds the metadata to store for ino: its meta with mode/uid/gid/times from st
- * (ino->lock held). dst initialised by the callee. */
-int bfs_attr_meta(struct bfs_inode *ino, struct s3_meta *dst);
+/* Builds the metadata to store for ino at key (its data key, or where a copy goes): its
+ * meta with mode/uid/gid/times from st and its own inode number, if it has one, stored
+ * for key (ino->lock held). dst initialised by the callee. */
+int bfs_attr_meta(struct bfs_inode *ino, const char *key, struct s3_meta *dst);
 /* Entry/attr timeouts in seconds for replies. */
 double bfs_attr_timeout(struct bfs_fs *fs);
 /* Close-to-open (the default): every change is in S3 when its call returns. */
@@ -235,9 +253,18 @@ void bfs_listing_remove(struct bfs_listing *l, const char *name);
 long bfs_listing_find(const struct bfs_listing *l, const char *name);
 struct bfs_listing *bfs_listing_copy(const struct bfs_listing *l);
 /* After a local create/remove of name in dir: updates dir's cached listing (if any) and
- * sets dir's mtime and ctime to now (stored with its marker's next write). */
+ * sets dir's mtime and ctime to now (stored within BFS_DIR_TIMES_DELAY_S: dir_times.c). */
 void bfs_listing_note(struct bfs_fs *fs, struct bfs_inode *dir, const char *name, bool is_dir,
 		      bool present);
+
+/* ---- dir_times.c: a directory's times in S3, with a bounded delay ---- */
+#define BFS_DIR_TIMES_DELAY_S 5
+/* dir's times changed in this mount (dir->touched): queues storing them with its marker,
+ * BFS_DIR_TIMES_DELAY_S from the first change (no lock held). */
+void bfs_dir_times_note(struct bfs_fs *fs, struct bfs_inode *dir);
+/* Stores dir's queued times in its marker (HEAD + conditional metadata CopyObject). Upload
+ * workers call it; no lock held. 0 or -errno. */
+int bfs_dir_times_store(struct bfs_fs *fs, struct bfs_inode *dir);
 
 /* ---- mime.c: the Content-Type of a new object from its name ---- */
 
@@ -321,6 +348,9 @@ void bfs_upload_stop(struct bfs_fs *fs);
 int bfs_upload_commit(struct bfs_fs *fs, struct bfs_inode *ino);
 /* Queues ino for upload after the upload delay (delay=false: now). */
 void bfs_upload_schedule(struct bfs_fs *fs, struct bfs_inode *ino, bool now);
+/* Queues ino for the upload workers at monotonic time due, unless it is queued already (a
+ * directory: its times, fs/dir_times.c). */
+void bfs_upload_schedule_at(struct bfs_fs *fs, struct bfs_inode *ino, int64_t due);
 /* Uploads ino now and waits; returns the upload's result. */
 int bfs_upload_sync(struct bfs_fs *fs, struct bfs_inode *ino);
 /* For close() and new nodes with close-to-open: bfs_upload_sync, except that a refusal S3

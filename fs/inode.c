@@ -4,6 +4,9 @@
  * handles, queued uploads, running operations). Object keys are not stored: they are built
  * from the name tree, so renaming a directory moves its whole subtree at once. */
 #include <errno.h>
+#include <inttypes.h>
+#include <openssl/rand.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -31,6 +34,57 @@ ino_t bfs_ino_of_key(const char *key)
 		h = (h ^ *p) * 1099511628211ull;
 	h &= 0x7fffffffffffffffull; /* stay positive for tools that use signed inode numbers */
 	return h < 2 ? h + 2 : h;
+}
+
+ino_t bfs_ino_random(void)
+{
+	uint64_t n;
+	if (RAND_bytes((unsigned char *)&n, sizeof(n)) != 1)
+		return 0;
+	n &= 0x7fffffffffffffffull;
+	return n < 2 ? n + 2 : n;
+}
+
+/* "NUMBER-KEYHASH", 16 lower-case hex digits each */
+static bool parse_hex16(const char *s, uint64_t *out)
+{
+	uint64_t v = 0;
+	for (int i = 0; i < 16; i++) {
+		char c = s[i];
+		int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+		if (d < 0)
+			return false;
+		v = v << 4 | (uint64_t)d;
+	}
+	*out = v;
+	return true;
+}
+
+ino_t bfs_ino_stored(const struct s3_meta *m, const char *key)
+{
+	const char *v = m ? s3_meta_get(m, BFS_INO_META) : NULL;
+	uint64_t n, kh;
+	if (!v || strlen(v) != 33 || v[16] != '-' || !parse_hex16(v, &n) ||
+	    !parse_hex16(v + 17, &kh))
+		return 0;
+	if (n < 2 || n > 0x7fffffffffffffffull || kh != (uint64_t)bfs_ino_of_key(key))
+		return 0;
+	return (ino_t)n;
+}
+
+int bfs_ino_store(struct s3_meta *m, ino_t n, const char *key)
+{
+	char buf[40];
+	snprintf(buf, sizeof(buf), "%016" PRIx64 "-%016" PRIx64, (uint64_t)n,
+		 (uint64_t)bfs_ino_of_key(key));
+	return s3_meta_set(m, BFS_INO_META, buf);
+}
+
+void bfs_ino_assign(struct bfs_inode *ino, const struct s3_meta *m, const char *key)
+{
+	ino_t n = bfs_ino_stored(m, key);
+	ino->ino_stored = n != 0;
+	ino->st.st_ino = n ? n : bfs_ino_of_key(key);
 }
 
 static struct bfs_inode *inode_alloc(struct bfs_fs *fs)

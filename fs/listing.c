@@ -210,7 +210,6 @@ fail:
 void bfs_listing_note(struct bfs_fs *fs, struct bfs_inode *dir, const char *name, bool is_dir,
 		      bool present)
 {
-	(void)fs;
 	pthread_mutex_lock(&dir->lock);
 	if (dir->neg_name && strcmp(dir->neg_name, name) == 0) {
 		free(dir->neg_name);
@@ -228,4 +227,5 @@ void bfs_listing_note(struct bfs_fs *fs, struct bfs_inode *dir, const char *name
 	clock_gettime(CLOCK_REALTIME, &dir->touched);
 	dir->st.st_mtim = dir->st.st_ctim = dir->touched;
 	pthread_mutex_unlock(&dir->lock);
+	bfs_dir_times_note(fs, dir);
 }

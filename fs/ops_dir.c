@@ -170,7 +170,7 @@ static void apply_attrs(struct bfs_fs *fs, struct bfs_dirh *h, const struct bfs_
 		size_t kl = strlen(key);
 		if (d->is_dir && kl)
 			key[kl - 1] = '\0';
-		c->st.st_ino = bfs_ino_of_key(c->link_key ? c->link_key : key);
+		bfs_ino_assign(c, rc ? NULL : &o->meta, c->link_key ? c->link_key : key);
 		if (d->is_dir && kl)
 			key[kl - 1] = '/';
 		bfs_attr_apply(fs, c, rc ? NULL : o, d->is_dir);

@@ -99,14 +99,14 @@ int bfs_store_meta(struct bfs_fs *fs, struct bfs_inode *ino, bool now)
 		pthread_mutex_lock(&ino->lock);
 		return rc;
 	}
-	struct s3_meta m;
-	int rc = bfs_attr_meta(ino, &m);
-	if (rc)
-		return rc;
 	char *key = bfs_data_key(fs, ino);
-	if (!key) {
-		s3_meta_free(&m);
+	if (!key)
 		return -ENOMEM;
+	struct s3_meta m;
+	int rc = bfs_attr_meta(ino, key, &m);
+	if (rc) {
+		free(key);
+		return rc;
 	}
 	bool dir = S_ISDIR(ino->st.st_mode), reg = S_ISREG(ino->st.st_mode);
 	/* new signature (docs/integrity.md): a marker's empty body is sealed afresh; a file
@@ -256,14 +256,25 @@ int bfs_make_node(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mo
 	struct timespec now;
 	clock_gettime(CLOCK_REALTIME, &now);
 	pthread_mutex_lock(&ino->lock);
-	/* a brand-new object: nothing in S3 yet, a stable inode number of its own */
+	/* a brand-new object: nothing in S3 yet, an inode number of its own (stored with it) */
 	ino->etag[0] = '\0';
 	s3_meta_free(&ino->meta);
 	s3_meta_init(&ino->meta);
 	ino->meta_loaded = true;
 	memset(&ino->st, 0, sizeof(ino->st));
-	ino->st.st_ino = bfs_ino_of_key(key);
 	ino->st.st_mode = mode;
+	if (S_ISDIR(mode)) {
+		/* a directory is numbered by its key, as lookups do it (without the '/') */
+		size_t kl = strlen(key);
+		key[kl - 1] = '\0';
+		bfs_ino_assign(ino, NULL, key);
+		key[kl - 1] = '/';
+	} else {
+		ino->st.st_ino = bfs_ino_random();
+		ino->ino_stored = ino->st.st_ino != 0;
+		if (!ino->ino_stored)
+			bfs_ino_assign(ino, NULL, key);
+	}
 	ino->st.st_rdev = S_ISCHR(mode) || S_ISBLK(mode) ? rdev : 0;
 	ino->st.st_nlink = 1;
 	ino->st.st_uid = ctx->uid;

@@ -5,8 +5,9 @@
  * x-amz-meta-bfs-link pointing to it (docs/layout.md). The first link() of a file costs a
  * server-side CopyObject into the content object and two small PUTs, later ones a metadata
  * CopyObject and one small PUT: never a re-upload, whatever the size. Each name has an inode
- * of its own in this process; they share st_ino (the content key's hash), and a change made
- * through one name invalidates the others in the kernel. */
+ * of its own in this process; they share st_ino (the file's number from before the first
+ * link, stored on the content object: fs/inode.c), and a change made through one name
+ * invalidates the others in the kernel. */
 #include <errno.h>
 #include <inttypes.h>
 #include <openssl/rand.h>
@@ -210,7 +211,12 @@ static void op_link(fuse_req_t req, fuse_ino_t nodeid, fuse_ino_t newparent, con
 			rc = -ENOMEM;
 		}
 		if (rc == 0)
-			rc = bfs_attr_meta(ino, &m);
+			rc = bfs_attr_meta(ino, lk, &m);
+		/* the file keeps its number (a file bucketfs did not write has its key's hash,
+		 * which a later file at that key would have too: it gets a number of its own) */
+		ino_t n = ino->ino_stored ? ino->st.st_ino : bfs_ino_random();
+		if (rc == 0)
+			rc = n ? bfs_ino_store(&m, n, lk) : -EIO;
 		if (rc == 0)
 			rc = s3_meta_set(&m, BFS_NLINK_META, "2");
 		/* the signature names the object key: the content object gets its own */
@@ -267,7 +273,7 @@ static void op_link(fuse_req_t req, fuse_ino_t nodeid, fuse_ino_t newparent, con
 	if (rc == 0) {
 		free(ino->link_key);
 		ino->link_key = strdup(lk);
-		ino->st.st_ino = bfs_ino_of_key(lk);
+		bfs_ino_assign(ino, &content.meta, lk);
 		bfs_attr_apply(fs, ino, &content, false);
 		st = ino->st;
 	}
@@ -283,7 +289,7 @@ static void op_link(fuse_req_t req, fuse_ino_t nodeid, fuse_ino_t newparent, con
 	pthread_mutex_lock(&nino->lock);
 	free(nino->link_key);
 	nino->link_key = strdup(lk);
-	nino->st.st_ino = st.st_ino;
+	bfs_ino_assign(nino, &content.meta, lk);
 	bfs_attr_apply(fs, nino, &content, false);
 	pthread_mutex_unlock(&nino->lock);
 	bfs_listing_note(fs, ndir, newname, false, true);

@@ -270,7 +270,7 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 	char etag[sizeof(src->etag)];
 	memcpy(etag, src->etag, sizeof(etag));
 	if (!pending && !is_dir && meta_loaded)
-		rc = bfs_attr_meta(src, &m); /* ctime and friends as this mount knows them */
+		rc = bfs_attr_meta(src, nkey, &m); /* ctime and friends as this mount knows */
 	if (rc == 0 && !pending && !is_dir && meta_loaded) /* the key is signed: re-sign */
 		rc = bfs_integrity_resign(fs->opts, okey, &src->meta, (uint64_t)src->st.st_size,
 					  nkey, &m);

@@ -284,12 +284,16 @@ int bfs_upload_commit(struct bfs_fs *fs, struct bfs_inode *ino)
 	pthread_mutex_unlock(&fs->lock);
 	if (gone)
 		return 0; /* removed, still open: never uploaded, so never recovered either */
-	struct s3_meta m;
-	int rc = bfs_attr_meta(ino, &m);
-	if (rc)
-		return rc;
 	char *key = bfs_data_key(fs, ino);
-	char *rec = key ? record_encode(key, ino->remote_key, &m, ino->attr_only) : NULL;
+	if (!key)
+		return -ENOMEM;
+	struct s3_meta m;
+	int rc = bfs_attr_meta(ino, key, &m);
+	if (rc) {
+		free(key);
+		return rc;
+	}
+	char *rec = record_encode(key, ino->remote_key, &m, ino->attr_only);
 	s3_meta_free(&m);
 	if (!rec) {
 		free(key);
@@ -369,17 +373,17 @@ static int do_upload(struct bfs_fs *fs, struct bfs_inode *ino, bool force, bool 
 	mode_t mode = ino->st.st_mode;
 	uint64_t size = S_ISREG(mode) ? (uint64_t)ino->st.st_size
 		      : S_ISLNK(mode) && ino->link_target ? strlen(ino->link_target) : 0;
-	rc = bfs_attr_meta(ino, &m);
+	key = bfs_data_key(fs, ino);
+	if (!key) {
+		rc = -ENOMEM;
+		goto unlock;
+	}
+	rc = bfs_attr_meta(ino, key, &m);
 	if (rc)
 		goto unlock;
 	fd = dup(ino->stage_fd);
 	if (fd < 0) {
 		rc = -errno;
-		goto unlock;
-	}
-	key = bfs_data_key(fs, ino);
-	if (!key) {
-		rc = -ENOMEM;
 		goto unlock;
 	}
 	bool attr_only = ino->attr_only;
@@ -568,6 +572,14 @@ void bfs_upload_schedule(struct bfs_fs *fs, struct bfs_inode *ino, bool now)
 	pthread_mutex_unlock(&fs->lock);
 }
 
+void bfs_upload_schedule_at(struct bfs_fs *fs, struct bfs_inode *ino, int64_t due)
+{
+	pthread_mutex_lock(&fs->lock);
+	if (!ino->queued)
+		enqueue_locked(fs, ino, due);
+	pthread_mutex_unlock(&fs->lock);
+}
+
 static void *worker(void *arg)
 {
 	struct bfs_fs *fs = arg;
@@ -599,6 +611,11 @@ static void *worker(void *arg)
 		fs->uploads_running++;
 		pthread_mutex_unlock(&fs->lock);
 
+		pthread_mutex_lock(&ino->lock);
+		bool times = ino->times_due;
+		pthread_mutex_unlock(&ino->lock);
+		if (times)
+			bfs_dir_times_store(fs, ino);
 		/* at unmount nobody writes any more, even if a release never arrived */
 		int rc = do_upload(fs, ino, fs->stopping, fs->stopping);
 

@@ -386,6 +386,61 @@ def test_hardlink_survives_remount(mount, bucket, s3):
     assert not link_problems(s3, bucket)
 
 
+def test_link_keeps_the_existing_names_st_ino(mount, bucket, s3):
+    """create p1, rename it to p2, link p2 p1: st_ino stays what the file had before the link,
+    through both names, on a second mount and after a remount (find, tar, du and rsync -H
+    rely on it). The number is stored on the object (x-amz-meta-bfs-ino), bound to its key."""
+    m = mount(bucket)
+    p1, p2 = os.path.join(m.path, 'p1'), os.path.join(m.path, 'p2')
+    write_file(p1, b'numbered')
+    born = os.stat(p1).st_ino
+    os.rename(p1, p2)
+    assert os.stat(p2).st_ino == born, 'rename changed st_ino'
+    os.link(p2, p1)
+    s1, s2 = os.stat(p1), os.stat(p2)
+    assert (s1.st_ino, s2.st_ino, s1.st_nlink) == (born, born, 2), \
+        f'before link {born}, after: p1 {s1.st_ino} p2 {s2.st_ino} nlink {s1.st_nlink}'
+    ck = the_content_key(s3, bucket)
+    stored = s3_meta(s3, bucket, ck).get('bfs-ino', '')
+    assert re.fullmatch(r'[0-9a-f]{16}-[0-9a-f]{16}', stored) and int(stored[:16], 16) == born, \
+        f'{ck}: x-amz-meta-bfs-ino {stored!r}, expected the number {born:016x}'
+    m2 = mount(bucket)
+    assert {os.stat(os.path.join(m2.path, n)).st_ino for n in ('p1', 'p2')} == {born}
+    m.remount()
+    assert {os.stat(os.path.join(m.path, n)).st_ino for n in ('p1', 'p2')} == {born}
+    assert not link_problems(s3, bucket)
+
+
+def test_inode_numbers_never_shared(mount, bucket, s3):
+    """No two files share st_ino, whatever reuses a key: a new file at the name a linked
+    file left, a new file at a renamed file's old name, a copy another S3 tool made (it
+    copies x-amz-meta-bfs-ino along); in this mount and after a remount."""
+    m = mount(bucket)
+    p = lambda n: os.path.join(m.path, n)
+    write_file(p('a'), b'linked')
+    os.link(p('a'), p('b'))
+    os.unlink(p('a'))
+    write_file(p('a'), b'new file at the old name')
+    write_file(p('r'), b'renamed away')
+    os.rename(p('r'), p('r2'))
+    write_file(p('r'), b'new file at the renamed one\'s name')
+    write_file(p('orig'), b'copied by another tool')
+    s3.copy_object(Bucket=bucket, Key='copy', CopySource={'Bucket': bucket, 'Key': 'orig'})
+    names = ['a', 'b', 'r', 'r2', 'orig', 'copy']
+
+    def numbers():
+        return {n: os.stat(p(n)).st_ino for n in names}
+    seen = numbers()
+    assert len(set(seen.values())) == len(names), f'shared st_ino in this mount: {seen}'
+    m.remount()
+    after = numbers()
+    assert len(set(after.values())) == len(names), f'shared st_ino after remount: {after}'
+    for n in ('a', 'b', 'r', 'r2', 'orig'):
+        assert after[n] == seen[n], f'{n}: st_ino {seen[n]} before the remount, {after[n]} after'
+    assert s3_meta(s3, bucket, 'copy').get('bfs-ino') == s3_meta(s3, bucket, 'orig').get('bfs-ino'), \
+        'the copy should carry the original\'s header (what makes this test meaningful)'
+
+
 def test_hardlink_seen_by_second_mount(mount, bucket, s3):
     """A second mount of the bucket (its own cache dir) sees the link: nlink 2, same st_ino as
     the first mount, the data; and an unlink there is seen by the first mount."""

@@ -12,7 +12,8 @@ import pytest
 from helpers import s3_head, s3_keys
 
 REPO = Path(__file__).resolve().parents[2]
-SCRATCH = REPO / 'build' / 'tests' / 'mpi' / 'scratch'
+# make integration says where its build put it (make test-asan builds into build-asan/)
+SCRATCH = Path(os.environ.get('BFS_MPI_SCRATCH', REPO / 'build' / 'tests' / 'mpi' / 'scratch'))
 SIZE = 3 << 20          # per rank: not a multiple of the 1 MiB block, over part_size for c.big
 
 

@@ -10,7 +10,8 @@ import time
 import pytest
 
 from helpers import (assert_meta, decode_xattrs, parse_s3fs_time, put_s3fs_object, read_file,
-                     run_as, s3_body, s3_head, s3_keys, s3_meta, s3fs_time, wait_until, write_file)
+                     reset_counters, run_as, s3_body, s3_head, s3_keys, s3_meta, s3fs_time,
+                     wait_until, write_file)
 
 MTIME_NS = 1600000001_987654321
 ATIME_NS = 1600000000_123456789
@@ -228,11 +229,15 @@ def test_nanosecond_mtime_roundtrip(mount, bucket, s3):
     assert os.stat(os.path.join(m.path, 'dir')).st_mtime_ns == 1234567890_123456789
 
 
+DIR_TIMES_DELAY_S = 5  # BFS_DIR_TIMES_DELAY_S in fs/fs_int.h
+
+
 def test_directory_times_follow_its_entries(mount, bucket, s3):
     """Creating, removing or renaming an entry sets the directory's mtime and ctime at once
-    (POSIX), kept after the attributes expire (stat_ttl) over the older mtime S3 holds; the
-    marker's next write (a chmod here) stores it; an explicit utime wins, as rsync sets
-    directory times after filling them."""
+    (POSIX), kept after the attributes expire (stat_ttl) over the older mtime S3 holds; S3
+    gets them with the marker within DIR_TIMES_DELAY_S, with no call on the directory; an
+    explicit utime wins, also over a store still queued, as rsync sets directory times after
+    filling them."""
     m = mount(bucket, opts=['stat_ttl=1'])
     d, e = os.path.join(m.path, 'd'), os.path.join(m.path, 'e')
     os.mkdir(d)
@@ -261,17 +266,56 @@ def test_directory_times_follow_its_entries(mount, bucket, s3):
     t_d = os.stat(d).st_mtime_ns
     assert t_d > time.time_ns() - 60 * 10**9
     assert os.stat(d).st_mtime_ns >= os.stat(e).st_mtime_ns - 10**10  # the rename: both
+    os.utime(e, ns=(old, old))                       # explicit times win
+    last_change = time.monotonic()
     time.sleep(1.5)                                   # attributes expired: asked again
     assert os.stat(d).st_mtime_ns == t_d
-    assert int(float(s3_meta(s3, bucket, 'd/')['mtime'])) == old // 10**9  # not stored yet
-    os.chmod(d, 0o750)                               # the marker's next write stores it
-    assert os.stat(d).st_mtime_ns == t_d
-    assert parse_s3fs_time(s3_meta(s3, bucket, 'd/')['mtime']) == t_d
-    os.utime(e, ns=(old, old))                       # explicit times win
-    time.sleep(1.5)
     assert os.stat(e).st_mtime_ns == old
+
+    def stored(key):
+        meta = s3_meta(s3, bucket, key)
+        return parse_s3fs_time(meta['mtime']), parse_s3fs_time(meta['ctime'])
+    assert wait_until(lambda: stored('d/')[0] == t_d, DIR_TIMES_DELAY_S + 10), \
+        f'd/ in S3: {stored("d/")}, in the mount {t_d}'
+    assert stored('d/')[1] >= t_d
+    time.sleep(max(0.0, last_change + DIR_TIMES_DELAY_S + 2 - time.monotonic()))
+    assert stored('e/')[0] == old, 'a queued store of the rename\'s times overwrote the utime'
+    os.chmod(d, 0o750)                               # the marker's next write keeps it
+    assert os.stat(d).st_mtime_ns == t_d
+    assert stored('d/')[0] == t_d
     m.remount()
     assert os.stat(d).st_mtime_ns == t_d and os.stat(e).st_mtime_ns == old
+
+
+def test_directory_times_cost_one_copy_per_delay(mount, bucket, s3, proxy):
+    """Twenty creates and removes in a directory store its times once, DIR_TIMES_DELAY_S after
+    the first: one HEAD and one metadata CopyObject of its marker, no request per create; a
+    fresh mount shows them. The same at unmount, when the delay has not passed yet."""
+    m = mount(bucket)
+    d = os.path.join(m.path, 'd')
+    os.mkdir(d)
+    time.sleep(0.2)
+    reset_counters(proxy)
+    for i in range(20):
+        write_file(os.path.join(d, f'f{i}'), b'x')
+    for i in range(0, 20, 2):
+        os.unlink(os.path.join(d, f'f{i}'))
+    t_d = os.stat(d).st_mtime_ns
+
+    def marker_ops():
+        return sorted(r.op for r in proxy.requests() if r.key == 'd/')
+    assert wait_until(lambda: marker_ops() == ['CopyObject', 'HeadObject'], DIR_TIMES_DELAY_S + 10), \
+        marker_ops()
+    assert parse_s3fs_time(s3_meta(s3, bucket, 'd/')['mtime']) == t_d
+    time.sleep(1)
+    assert marker_ops() == ['CopyObject', 'HeadObject'], f'more than one store: {marker_ops()}'
+
+    write_file(os.path.join(d, 'late'), b'y')       # queued, not yet due ...
+    t_late = os.stat(d).st_mtime_ns
+    m.unmount()                                      # ... stored at unmount
+    assert parse_s3fs_time(s3_meta(s3, bucket, 'd/')['mtime']) == t_late
+    m2 = mount(bucket)
+    assert os.stat(os.path.join(m2.path, 'd')).st_mtime_ns == t_late
 
 
 def test_truncate_up_and_down(mount, bucket, s3):
