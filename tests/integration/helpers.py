@@ -170,6 +170,17 @@ REQUEST_OPS = ('GetObject', 'HeadObject', 'PutObject', 'CopyObject', 'DeleteObje
                'CompleteMultipartUpload', 'AbortMultipartUpload')
 
 
+# BFS_DIR_TIMES_DELAY_S (fs/fs_int.h): a directory's times reach its marker this long after
+# the first entry changed in it, in one HeadObject + one CopyObject of the marker
+DIR_TIMES_DELAY_S = 5
+
+
+def dir_time_stores(proxy):
+    """How many CopyObject requests since the last reset stored directory times (marker keys
+    end in '/'), for request counts that are about files."""
+    return sum(1 for r in proxy.requests() if r.op == 'CopyObject' and (r.key or '').endswith('/'))
+
+
 def request_count(stats):
     """Total number of S3 requests in a proxy.stats() dict (bytes counters excluded)."""
     return sum(v for k, v in stats.items() if not k.startswith('bytes_'))

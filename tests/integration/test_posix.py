@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from helpers import (assert_meta, decode_xattrs, parse_s3fs_time, put_s3fs_object, read_file,
-                     reset_counters, run_as, s3_body, s3_head, s3_keys, s3_meta, s3fs_time,
+from helpers import (DIR_TIMES_DELAY_S, assert_meta, decode_xattrs, parse_s3fs_time,
+                     put_s3fs_object, read_file, reset_counters, run_as, s3_body, s3_head, s3_keys, s3_meta, s3fs_time,
                      wait_until, write_file)
 
 MTIME_NS = 1600000001_987654321
@@ -227,9 +227,6 @@ def test_nanosecond_mtime_roundtrip(mount, bucket, s3):
     for name, ns in cases.items():
         assert os.stat(os.path.join(m.path, name)).st_mtime_ns == ns, name
     assert os.stat(os.path.join(m.path, 'dir')).st_mtime_ns == 1234567890_123456789
-
-
-DIR_TIMES_DELAY_S = 5  # BFS_DIR_TIMES_DELAY_S in fs/fs_int.h
 
 
 def test_directory_times_follow_its_entries(mount, bucket, s3):
