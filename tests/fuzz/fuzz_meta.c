@@ -2,7 +2,7 @@
  * (s3/meta.c), then the POSIX attributes (fs/meta.c: mode, uid, gid, rdev, mtime/ctime/atime,
  * the goog-reserved-* headers), the extended attributes (fs/xattr.c: x-amz-meta-xattr) and
  * the integrity headers (fs/integrity.c: bfs-digest, bfs-blocks, bfs-md5, bfs-dlist,
- * bfs-sig, bfs-keyid).
+ * bfs-sig, bfs-keyid) and the stored inode number (fs/inode.c: bfs-ino).
  * Input: response header lines as curl passes them ("x-amz-meta-mode: 33188\r\n"), each
  * given to the parser in a buffer of exactly its length. */
 #include <errno.h>
@@ -153,6 +153,24 @@ static void check_integrity(const struct s3_object *o)
 	s3_meta_free(&m);
 }
 
+/* A stored number is a valid inode number, counts only at its own key, and reads back as
+ * stored. */
+static void check_ino(const struct s3_meta *m)
+{
+	ino_t n = bfs_ino_stored(m, "dir/key");
+	struct s3_meta back;
+
+	FUZZ_CHECK(n == 0 || (n >= 2 && n <= 0x7fffffffffffffffull));
+	if (n)
+		FUZZ_CHECK(bfs_ino_stored(m, "dir/other") == 0);
+	s3_meta_init(&back);
+	if (n && bfs_ino_store(&back, n, "dir/key") == 0) {
+		FUZZ_CHECK(bfs_ino_stored(&back, "dir/key") == n);
+		FUZZ_CHECK(strcmp(s3_meta_get(&back, BFS_INO_META), s3_meta_get(m, BFS_INO_META)) == 0);
+	}
+	s3_meta_free(&back);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static bool quiet;
@@ -189,6 +207,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	check_stat(NULL, true);
 	check_xattrs(&r.obj.meta);
 	check_integrity(&r.obj);
+	check_ino(&r.obj.meta);
 	s3_req_free(&r);
 	return 0;
 }
