@@ -3,7 +3,7 @@ with the same cache_dir: every name shows its last acknowledged state (close, fs
 link or unlink returned 0) or the one operation in flight, whole; no conflict copy appears,
 since nobody else writes the bucket; bucketfs-fsck finds the bucket clean.
 
-BFS_CRASH_ROUNDS sets the number of rounds (default 50), BFS_CRASH_SEED the workload (a
+BFS_CRASH_ROUNDS sets the number of writeback rounds (default 34; close-to-open runs half), BFS_CRASH_SEED the workload (a
 failure prints the one it used)."""
 import hashlib
 import os
@@ -17,7 +17,9 @@ import pytest
 
 from helpers import run_fsck, s3_head, s3_keys, wait_until
 
-ROUNDS = int(os.environ.get('BFS_CRASH_ROUNDS', '50'))
+# 34 writeback + 17 close-to-open rounds: 51 kills per server in make test (more with
+# BFS_CRASH_ROUNDS=N for a longer hunt)
+ROUNDS = int(os.environ.get('BFS_CRASH_ROUNDS', '34'))
 WRITER = Path(__file__).with_name('crash_writer.py')
 NAMES = [f'f{i}' for i in range(10)]
 
