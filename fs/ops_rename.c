@@ -167,7 +167,7 @@ static void fix_pending_below(struct bfs_fs *fs, const char *oldp, const char *n
 	free(list);
 }
 
-/* Ends the hold a failed rename kept on dst; true if dst still has data to upload. */
+/* Ends the hold a failed rename kept on an inode; true if it still has data to upload. */
 static bool release_hold(struct bfs_inode *dst)
 {
 	pthread_mutex_lock(&dst->lock);
@@ -260,10 +260,14 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 	bool attrs = src->stage_fd >= 0 && src->attr_only && src->meta_loaded && !linked;
 	bool pending = src->stage_fd >= 0 && !linked && !attrs;
 	uint64_t gen = src->gen;
-	/* a pending file that replaced another at okey (see "replaced" below) leaves that
-	 * object behind when it moves on: it goes now, or it would come back */
-	bool stale = pending && src->base_etag[0] &&
-		     (!src->remote_key || strcmp(src->remote_key, okey) != 0);
+	/* a pending file leaves an object behind at okey (its own earlier version, or the
+	 * one it replaced: see "replaced" below): it goes now, while the name is ours. A
+	 * delete put off until the upload would remove whatever is at okey by then (a file
+	 * renamed or created there meanwhile). Until the rename ends no upload of src
+	 * starts: it would PUT at okey again. */
+	bool stale = pending && (src->base_etag[0] || src->remote_key);
+	if (pending)
+		src->held = true;
 	bool meta_loaded = src->meta_loaded && !linked;
 	struct s3_meta m;
 	s3_meta_init(&m);
@@ -338,7 +342,7 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 	} else if (stale) {
 		rc = s3_delete(fs->s3, okey);
 		if (rc)
-			bfs_log(BFS_LOG_ERR, "rename %s -> %s: cannot delete the replaced %s: %s",
+			bfs_log(BFS_LOG_ERR, "rename %s -> %s: cannot delete the old %s: %s",
 				okey, nkey, okey, s3_last_error());
 	}
 	s3_meta_free(&m);
@@ -362,8 +366,12 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 		/* durable under the new name first: a crash from here on recovers the rename */
 		pthread_mutex_lock(&src->lock);
 		memcpy(src->base_etag, replaced, sizeof(src->base_etag));
+		free(src->remote_key);
+		src->remote_key = NULL; /* nothing of it is left in S3 */
 		bfs_mark_dirty(src);
 		rc = bfs_upload_commit(fs, src);
+		src->held = false;
+		pthread_cond_broadcast(&src->cond);
 		pthread_mutex_unlock(&src->lock);
 		bfs_upload_schedule(fs, src, false);
 	}
@@ -406,6 +414,8 @@ out:
 	}
 	if (dst && release_hold(dst))
 		bfs_upload_schedule(fs, dst, false); /* the rename failed: dst's data goes on */
+	if (src && release_hold(src))
+		bfs_upload_schedule(fs, src, false); /* the same for src */
 	free(slk);
 	free(dlk);
 	free(okey);

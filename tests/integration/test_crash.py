@@ -3,8 +3,9 @@ with the same cache_dir: every name shows its last acknowledged state (close, fs
 link or unlink returned 0) or the one operation in flight, whole; no conflict copy appears,
 since nobody else writes the bucket; bucketfs-fsck finds the bucket clean.
 
-BFS_CRASH_ROUNDS sets the number of writeback rounds (default 34; close-to-open runs half), BFS_CRASH_SEED the workload (a
-failure prints the one it used)."""
+BFS_CRASH_ROUNDS sets the number of writeback rounds (default 34; close-to-open runs half),
+BFS_CRASH_SEED the workload (a failure prints the one it used), BFS_CRASH_DELAY a delay in
+seconds the proxy adds to every request (a slower server moves the kill points: for a hunt)."""
 import hashlib
 import os
 import random
@@ -44,6 +45,13 @@ def expected(logpath):
     return out
 
 
+def history(logpath, sha):
+    """Where a content appeared in the workload log (for a failure message)."""
+    hits = [f'line {i + 1}: {line}' for i, line in
+            enumerate(Path(logpath).read_text().splitlines()) if sha in line]
+    return '; '.join(hits[-6:]) or 'never written by the workload'
+
+
 def seen(path):
     p = os.path.join(path, 'w')
     res = {}
@@ -65,6 +73,8 @@ def test_kill9_rounds_keep_the_last_acknowledged_state(mount, bucket, s3, proxy,
     seed = int(os.environ.get('BFS_CRASH_SEED', '0')) or random.randrange(1, 1 << 30)
     rnd = random.Random(seed)
     log = test_dir / 'ops.log'
+    if os.environ.get('BFS_CRASH_DELAY'):
+        proxy.fault('delay', count=None, seconds=float(os.environ['BFS_CRASH_DELAY']))
     m = mount(bucket, opts=[f'consistency={mode}'])
     os.mkdir(os.path.join(m.path, 'w'))
     flight_ok = 0
@@ -84,7 +94,8 @@ def test_kill9_rounds_keep_the_last_acknowledged_state(mount, bucket, s3, proxy,
             assert got[n] in acceptable, (
                 f'round {r} (BFS_CRASH_SEED={seed}): {n} shows {got[n][:12]}, '
                 f'last acknowledged {ack[:12]} '
-                f'(acceptable {sorted(a[:12] for a in acceptable)}); log:\n{m.log_text()[-3000:]}')
+                f'(acceptable {sorted(a[:12] for a in acceptable)}); that content: '
+                f'{history(log, got[n])}; log:\n{m.log_text()[-3000:]}')
             flight_ok += got[n] != ack
         # settle the round: what was in flight is now what the name holds
         with open(log, 'a') as f:

@@ -3,11 +3,12 @@ directory rename is done server-side (CopyObject), with no file data passing thr
 import errno
 import os
 import stat
+import time
 
 import pytest
 
 from helpers import (assert_meta, fmt_stats, ops, put_s3fs_object, read_file, reset_counters,
-                     s3_body, s3_keys, s3_meta, write_file)
+                     s3_body, s3_keys, s3_meta, wait_until, write_file)
 
 
 def test_rename_file(mount, bucket, s3):
@@ -65,6 +66,36 @@ def test_rename_dirty_file_into_other_dir(mount, bucket, s3):
     m.unmount()
     assert s3_keys(s3, bucket) == {'x/', 'y/', 'y/g'}
     assert s3_body(s3, bucket, 'y/g') == data + b'tail'
+
+
+def test_name_left_by_a_pending_rename_keeps_what_comes_there_next(mount, bucket, s3):
+    """writeback: a file in S3 is changed (its upload pending) and renamed, and a new file
+    is renamed onto the name it left. The old object at that name goes with the rename:
+    the first file's upload, landing later, must not delete the new file (it did)."""
+    m = mount(bucket, opts=['consistency=writeback', 'upload_delay=0.3'])
+    f1, f3, tmp = (os.path.join(m.path, n) for n in ('f1', 'f3', 'tmp'))
+    write_file(f1, b'A' * 1000)
+    assert wait_until(lambda: 'f1' in s3_keys(s3, bucket), 10)
+    time.sleep(0.5)                          # uploaded, and its journal entry gone
+    fd = os.open(f1, os.O_RDWR)
+    try:
+        os.pwrite(fd, b'B' * 10, 0)          # pending, and its upload waits for the close
+        os.rename(f1, f3)
+        assert not os.path.exists(f1)
+        assert 'f1' not in s3_keys(s3, bucket), 'the old object stayed at the name it left'
+        write_file(tmp, b'C' * 500)
+        os.rename(tmp, f1)
+        assert wait_until(lambda: s3_keys(s3, bucket) >= {'f1'} and
+                          len(s3_body(s3, bucket, 'f1')) == 500, 10)
+    finally:
+        os.close(fd)                         # f3's upload goes now
+    assert wait_until(lambda: 'f3' in s3_keys(s3, bucket), 10)
+    time.sleep(0.5)
+    assert read_file(f1) == b'C' * 500
+    m.unmount()
+    assert s3_keys(s3, bucket) == {'f1', 'f3'}
+    assert s3_body(s3, bucket, 'f1') == b'C' * 500, 'the upload of f3 removed the new f1'
+    assert s3_body(s3, bucket, 'f3') == b'B' * 10 + b'A' * 990
 
 
 def test_rename_while_open(mount, bucket, s3):
