@@ -225,6 +225,11 @@ int cache_dirty_path(struct cache *c, uint64_t id, char *buf, size_t len);
  * record or data file. */
 int cache_dirty_commit(struct cache *c, const struct cache_dirty *d);
 
+/* The same, and the entry old (a committed one whose data d->id is a changed copy of; 0:
+ * none) goes in the same LMDB transaction, its data file after it: at every moment
+ * exactly one of the two is what recovery finds. */
+int cache_dirty_commit_replacing(struct cache *c, const struct cache_dirty *d, uint64_t old);
+
 /* Drops the record and the data file of id (after a successful upload or a discard). */
 int cache_dirty_remove(struct cache *c, uint64_t id);
 

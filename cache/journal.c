@@ -215,12 +215,14 @@ static int fsync_path(const char *path, int flags, bool data_only)
 }
 
 /* Replaces the record of id (which must exist: -ENOENT) with one in state, for d (NULL:
- * no key, as a created record), in one write transaction. */
-static int record_replace(struct cache *c, uint64_t id, int state, const struct cache_dirty *d)
+ * no key, as a created record), and deletes the record of drop (0: none; gone already is
+ * fine), in one write transaction. */
+static int record_replace(struct cache *c, uint64_t id, int state, const struct cache_dirty *d,
+			  uint64_t drop)
 {
-	unsigned char idk[8];
+	unsigned char idk[8], dk[8];
 	MDB_txn *txn = NULL;
-	MDB_val k = { 8, idk }, v, nv = { 0, NULL };
+	MDB_val k = { 8, idk }, v, nv = { 0, NULL }, dv = { 8, dk };
 	int rc;
 
 	if ((rc = cache_jrec_encode(state, d, &nv)))
@@ -231,6 +233,14 @@ static int record_replace(struct cache *c, uint64_t id, int state, const struct 
 	if ((rc = cache_mdb_errno(mdb_get(txn, c->db_journal, &k, &v))) ||
 	    (rc = cache_mdb_errno(mdb_put(txn, c->db_journal, &k, &nv, 0))))
 		goto out;
+	if (drop && drop != id) {
+		cache_journal_key(drop, dk);
+		int mrc = mdb_del(txn, c->db_journal, &dv, NULL);
+		if (mrc && mrc != MDB_NOTFOUND) {
+			rc = cache_mdb_errno(mrc);
+			goto out;
+		}
+	}
 	rc = cache_mdb_errno(mdb_txn_commit(txn));
 	txn = NULL;
 out:
@@ -241,6 +251,11 @@ out:
 }
 
 int cache_dirty_commit(struct cache *c, const struct cache_dirty *d)
+{
+	return cache_dirty_commit_replacing(c, d, 0);
+}
+
+int cache_dirty_commit_replacing(struct cache *c, const struct cache_dirty *d, uint64_t old)
 {
 	char path[4096];
 	int rc;
@@ -256,8 +271,11 @@ int cache_dirty_commit(struct cache *c, const struct cache_dirty *d)
 	snprintf(path, sizeof(path), "%s/dirty", c->dir);
 	if ((rc = fsync_path(path, O_RDONLY | O_DIRECTORY, false)))
 		goto out;
-	/* 2. the record */
-	rc = record_replace(c, d->id, JREC_COMMITTED, d);
+	/* 2. the record, and the one it replaces goes in the same transaction */
+	rc = record_replace(c, d->id, JREC_COMMITTED, d, old);
+	/* 3. the replaced data file (a crash before this leaves an orphan, removed at open) */
+	if (rc == 0 && old && old != d->id && cache_dirty_path(c, old, path, sizeof(path)) == 0)
+		unlink(path);
 out:
 	if (rc)
 		bfs_log(BFS_LOG_ERR, "cache: cannot commit journal entry %" PRIu64 " (%s): %s",
@@ -269,7 +287,7 @@ int cache_dirty_forget(struct cache *c, uint64_t id)
 {
 	if (c->rdonly)
 		return -EROFS;
-	int rc = record_replace(c, id, JREC_CREATED, NULL);
+	int rc = record_replace(c, id, JREC_CREATED, NULL, 0);
 	if (rc)
 		bfs_log(BFS_LOG_ERR, "cache: cannot withdraw journal entry %" PRIu64 ": %s", id,
 			strerror(-rc));

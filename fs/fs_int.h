@@ -79,6 +79,12 @@ struct bfs_inode {
 	bool attr_only;             /* the entry holds attribute changes only: the content is the
 	                             * object at the key (its ETag base_etag); stage_fd is empty */
 	uint64_t stage_id;          /* journal id of stage_fd */
+	bool sealed;                /* a committed journal record names the first sealed_size
+	                             * bytes of stage_fd: they change only in a copy
+	                             * (bfs_stage_unseal), so a crash recovers what was closed */
+	uint64_t sealed_size;
+	uint64_t prev_id;           /* the committed entry stage_id is a changed copy of, until
+	                             * the next commit replaces it (0: none) */
 	char *remote_key;           /* where the object is in S3 while dirty (NULL: nowhere yet) */
 	char base_etag[72];         /* ETag the staged data started from */
 	char kcache_etag[72];       /* version the kernel's page cache was filled from (open) */
@@ -375,6 +381,12 @@ void bfs_stage_discard(struct bfs_fs *fs, struct bfs_inode *ino);
  * not bring the name back), its staging file stays for the open handles until their last
  * close discards it. ino->lock held. */
 void bfs_stage_forget(struct bfs_fs *fs, struct bfs_inode *ino);
+/* Before ino's staged data changes from byte `from` on (a write at from, a truncate to
+ * from): if a committed journal record names any of those bytes, the data moves to a new
+ * journal entry first (its first `keep` bytes copied), which the next commit puts in the
+ * record's place. So the entry recovery finds always holds what was closed, never part of
+ * a later write (fs/stage_copy.c). ino->lock held. */
+int bfs_stage_unseal(struct bfs_fs *fs, struct bfs_inode *ino, uint64_t from, uint64_t keep);
 /* Marks a change that needs an upload (ino->lock held). */
 void bfs_mark_dirty(struct bfs_inode *ino);
 /* Uploads entries found in the journal at mount (crash recovery). */

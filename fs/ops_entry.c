@@ -184,6 +184,9 @@ static void op_setattr(fuse_req_t req, fuse_ino_t nodeid, struct stat *attr, int
 			goto unlock;
 		}
 		rc = bfs_stage_open(fs, ino, attr->st_size == 0);
+		uint64_t to = (uint64_t)attr->st_size, cur = (uint64_t)ino->st.st_size;
+		if (rc == 0)
+			rc = bfs_stage_unseal(fs, ino, to, to < cur ? to : cur);
 		if (rc == 0 && ftruncate(ino->stage_fd, attr->st_size) < 0)
 			rc = -errno;
 		if (rc)

@@ -225,6 +225,22 @@ static void op_read(fuse_req_t req, fuse_ino_t nodeid, size_t size, off_t off,
 	free(buf);
 }
 
+/* Writes into ino's staged data (made first if needed; a committed entry's bytes are
+ * copied before they change): the count or -errno, *before the size until now.
+ * ino->lock held. */
+static ssize_t stage_write(struct bfs_fs *fs, struct bfs_inode *ino, const char *buf,
+			   size_t size, off_t off, uint64_t *before)
+{
+	int rc = bfs_stage_open(fs, ino, false);
+	if (rc == 0)
+		rc = bfs_stage_unseal(fs, ino, (uint64_t)off, (uint64_t)ino->st.st_size);
+	if (rc)
+		return rc;
+	*before = (uint64_t)ino->st.st_size;
+	ssize_t n = pwrite(ino->stage_fd, buf, size, off);
+	return n < 0 ? -errno : n;
+}
+
 static void op_write(fuse_req_t req, fuse_ino_t nodeid, const char *buf, size_t size, off_t off,
 		     struct fuse_file_info *fi)
 {
@@ -235,12 +251,9 @@ static void op_write(fuse_req_t req, fuse_ino_t nodeid, const char *buf, size_t 
 	int rc = 0;
 	ssize_t n = 0;
 	pthread_mutex_lock(&ino->lock);
-	rc = bfs_stage_open(fs, ino, false);
-	if (rc)
-		goto out;
-	uint64_t before = (uint64_t)ino->st.st_size;
-	n = pwrite(ino->stage_fd, buf, size, off);
-	if (n < 0 && errno == ENOSPC) {
+	uint64_t before = 0;
+	n = stage_write(fs, ino, buf, size, off, &before);
+	if (n == -ENOSPC) {
 		/* the cache disk is full: clean cached blocks make room for written data */
 		pthread_mutex_unlock(&ino->lock);
 		uint64_t freed = 0;
@@ -251,14 +264,10 @@ static void op_write(fuse_req_t req, fuse_ino_t nodeid, const char *buf, size_t 
 		bfs_log(BFS_LOG_WARN, "cache disk full: %llu bytes of cached blocks dropped",
 			(unsigned long long)freed);
 		pthread_mutex_lock(&ino->lock);
-		rc = bfs_stage_open(fs, ino, false);
-		if (rc)
-			goto out;
-		before = (uint64_t)ino->st.st_size;
-		n = pwrite(ino->stage_fd, buf, size, off);
+		n = stage_write(fs, ino, buf, size, off, &before);
 	}
 	if (n < 0) {
-		rc = -errno;
+		rc = (int)n;
 		goto out;
 	}
 	if ((uint64_t)off + (uint64_t)n > (uint64_t)ino->st.st_size) {

@@ -147,6 +147,9 @@ int bfs_stage_open(struct bfs_fs *fs, struct bfs_inode *ino, bool trunc)
 		bfs_inode_wait_busy(ino); /* its CopyObject changes the ETag we download */
 	if (ino->stage_fd >= 0 && !ino->attr_only) {
 		if (trunc && S_ISREG(ino->st.st_mode) && ino->st.st_size != 0) {
+			int rc = bfs_stage_unseal(fs, ino, 0, 0);
+			if (rc)
+				return rc;
 			if (ftruncate(ino->stage_fd, 0) < 0)
 				return -errno;
 			bfs_stream_note_truncate(fs, ino, 0);
@@ -214,6 +217,7 @@ int bfs_stage_open(struct bfs_fs *fs, struct bfs_inode *ino, bool trunc)
 	}
 	ino->stage_fd = fd;
 	ino->stage_id = id;
+	ino->sealed = false;
 	if (reuse) {
 		ino->attr_only = false;
 		ino->committed = false; /* the record must say "content" now */
@@ -243,11 +247,20 @@ int bfs_stage_attrs(struct bfs_fs *fs, struct bfs_inode *ino)
 		return rc;
 	ino->stage_fd = fd;
 	ino->stage_id = id;
+	ino->sealed = false;
 	ino->attr_only = true;
 	free(ino->remote_key);
 	ino->remote_key = NULL; /* the object stays where it is */
 	memcpy(ino->base_etag, ino->etag, sizeof(ino->base_etag));
 	return 0;
+}
+
+/* The committed entry a changed copy replaces (bfs_stage_unseal) goes too. */
+static void drop_prev(struct bfs_fs *fs, struct bfs_inode *ino)
+{
+	if (ino->prev_id)
+		cache_dirty_remove(fs->cache, ino->prev_id);
+	ino->prev_id = 0;
 }
 
 void bfs_stage_discard(struct bfs_fs *fs, struct bfs_inode *ino)
@@ -259,6 +272,8 @@ void bfs_stage_discard(struct bfs_fs *fs, struct bfs_inode *ino)
 		cache_dirty_remove(fs->cache, ino->stage_id);
 		ino->stage_fd = -1;
 	}
+	drop_prev(fs, ino);
+	ino->sealed = false;
 	free(ino->remote_key);
 	ino->remote_key = NULL;
 	ino->attr_only = false;
@@ -270,8 +285,11 @@ void bfs_stage_forget(struct bfs_fs *fs, struct bfs_inode *ino)
 {
 	wait_idle(ino);
 	bfs_stream_cancel(fs, ino); /* never uploaded now */
-	if (ino->stage_fd >= 0 && cache_dirty_forget(fs->cache, ino->stage_id) == 0)
+	if (ino->stage_fd >= 0 && cache_dirty_forget(fs->cache, ino->stage_id) == 0) {
 		ino->committed = false;
+		ino->sealed = false;
+	}
+	drop_prev(fs, ino); /* nothing of it is recovered now */
 }
 
 int bfs_upload_commit(struct bfs_fs *fs, struct bfs_inode *ino)
@@ -306,18 +324,24 @@ int bfs_upload_commit(struct bfs_fs *fs, struct bfs_inode *ino)
 		.meta = rec,
 		.size = S_ISREG(ino->st.st_mode) ? (uint64_t)ino->st.st_size : 0,
 	};
-	uint64_t gen = ino->gen;
+	uint64_t gen = ino->gen, prev = ino->prev_id;
 	ino->committing = true;
 	pthread_mutex_unlock(&ino->lock);
-	rc = cache_dirty_commit(fs->cache, &d);
+	rc = cache_dirty_commit_replacing(fs->cache, &d, prev);
 	pthread_mutex_lock(&ino->lock);
 	ino->committing = false;
 	pthread_cond_broadcast(&ino->cond);
 	free(key);
 	free(rec);
-	if (rc)
+	if (rc) {
 		bfs_log(BFS_LOG_ERR, "journal commit failed: %s", strerror(-rc));
-	else if (ino->gen == gen)
+		return rc;
+	}
+	ino->prev_id = 0;
+	/* its bytes are what recovery uploads now: later changes go to a copy */
+	ino->sealed = !ino->attr_only;
+	ino->sealed_size = d.size;
+	if (ino->gen == gen)
 		ino->committed = true;
 	return rc;
 }
@@ -340,6 +364,7 @@ static int do_upload(struct bfs_fs *fs, struct bfs_inode *ino, bool force, bool 
 	pthread_mutex_lock(&ino->lock);
 	/* a rename is replacing this name (fs/ops_rename.c): its record names what S3 holds
 	 * here now, so nothing may be written here until it ends; an fsync waits for it */
+again:
 	for (;;) {
 		bfs_inode_wait_busy(ino);
 		if (!ino->held || !force)
@@ -369,6 +394,8 @@ static int do_upload(struct bfs_fs *fs, struct bfs_inode *ino, bool force, bool 
 	rc = bfs_upload_commit(fs, ino);
 	if (rc)
 		goto unlock;
+	if (ino->held)
+		goto again; /* it began while the record was written (the lock was let go) */
 	uint64_t gen = ino->gen;
 	mode_t mode = ino->st.st_mode;
 	uint64_t size = S_ISREG(mode) ? (uint64_t)ino->st.st_size
@@ -483,6 +510,8 @@ static int do_upload(struct bfs_fs *fs, struct bfs_inode *ino, bool force, bool 
 		close(ino->stage_fd);
 		cache_dirty_remove(fs->cache, ino->stage_id);
 		ino->stage_fd = -1;
+		drop_prev(fs, ino);
+		ino->sealed = false;
 		free(ino->remote_key);
 		ino->remote_key = NULL;
 	}

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import run_fsck, s3_head, s3_keys, wait_until
+from helpers import read_file, run_fsck, s3_body, s3_head, s3_keys, wait_until, write_file
 
 # 34 writeback + 17 close-to-open rounds: 51 kills per server in make test (more with
 # BFS_CRASH_ROUNDS=N for a longer hunt)
@@ -109,6 +109,64 @@ def test_kill9_rounds_keep_the_last_acknowledged_state(mount, bucket, s3, proxy,
     res = run_fsck(proxy, bucket, args=['--json', '--no-progress'], tmp=test_dir, timeout=300)
     assert res.returncode == 0, f'fsck: {res.returncode}\n{res.stdout}\n{res.stderr}'
     print(f'{mode}: kill -9 rounds done; {flight_ok} names showed the operation in flight')
+
+
+@pytest.mark.parametrize('change', ['inside', 'across-the-end', 'o-trunc'])
+def test_writes_after_the_last_close_are_not_recovered(mount, bucket, s3, change):
+    """A file whose upload is pending (its last close put it in the journal) is opened
+    again and changed; the daemon dies before that close. The next mount shows the file as
+    it was at its last close, whole: not the journal's size with some of the newer bytes
+    in it (a write across the old end came back cut at the old size, a state that never
+    existed)."""
+    m = mount(bucket, opts=['consistency=writeback', 'upload_delay=3600'])
+    p = os.path.join(m.path, 'f')
+    old = os.urandom(5000)
+    with open(p, 'wb') as f:
+        f.write(old)                     # acknowledged: in the journal
+    fd = os.open(p, os.O_WRONLY | (os.O_TRUNC if change == 'o-trunc' else 0))
+    if change == 'inside':
+        os.pwrite(fd, b'x' * 100, 1000)
+    elif change == 'across-the-end':
+        os.pwrite(fd, b'x' * 100, 4950)
+    else:
+        os.pwrite(fd, b'y' * 10, 0)
+    m.kill9()
+    try:
+        os.close(fd)
+    except OSError:
+        pass                             # the daemon is gone
+    m = m.remount()
+    got = read_file(p)
+    assert got == old, (f'{change}: {len(got)} bytes, not the 5000 of the last close '
+                        f'(first difference at {next((i for i, (a, b) in enumerate(zip(got, old)) if a != b), None)}):\n'
+                        f'{m.log_text()[-2000:]}')
+    m.unmount()
+    assert s3_body(s3, bucket, 'f') == old
+    assert os.listdir(os.path.join(m.cache_dir, 'dirty')) == [], 'journal entries left'
+
+
+def test_a_pending_file_changed_again_and_again_leaves_one_journal_entry(mount, bucket, s3):
+    """The copies made for changes after a close (above) replace their entry at the next
+    close: opened, changed and closed many times before its upload, a file has one entry,
+    and S3 gets the last version."""
+    m = mount(bucket, opts=['consistency=writeback', 'upload_delay=3600'])
+    p = os.path.join(m.path, 'f')
+    data = bytearray(os.urandom(70000))
+    write_file(p, bytes(data))
+    for i in range(20):
+        off = (i * 7919) % len(data)
+        with open(p, 'r+b') as f:
+            f.seek(off)
+            f.write(bytes([i]) * 300)
+        data[off:off + 300] = bytes([i]) * 300
+        assert len(os.listdir(os.path.join(m.cache_dir, 'dirty'))) == 1
+    with open(p, 'r+b') as f:
+        f.truncate(1000)                 # shrink: a copy of what is kept
+    del data[1000:]
+    assert read_file(p) == bytes(data)
+    m.unmount()
+    assert s3_body(s3, bucket, 'f') == bytes(data)
+    assert os.listdir(os.path.join(m.cache_dir, 'dirty')) == [], 'journal entries left'
 
 
 def test_unlink_of_an_open_file_is_not_undone_by_a_crash(mount, bucket, s3):

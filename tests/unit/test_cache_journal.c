@@ -174,6 +174,54 @@ static void test_recovery_after_reopen(void **state)
 	assert_true(c2 > b); /* the counter survived the reopen */
 }
 
+/* A changed copy of a committed entry replaces it at its commit: before, only the old one
+ * is recovered (the copy is uncommitted); after, only the copy, and the old data file is
+ * gone. Another entry is left alone. */
+static void test_commit_replacing(void **state)
+{
+	struct fixture *fx = *state;
+	struct cache_dirty *l;
+	char path[4096];
+	size_t n;
+	uint64_t a, b, other;
+
+	a = create_with(fx->c, "closed");
+	commit(fx->c, a, "k", "\"e1\"", "m1", 6);
+	other = create_with(fx->c, "other");
+	commit(fx->c, other, "o", NULL, NULL, 5);
+	b = create_with(fx->c, "closed, then changed");
+
+	assert_int_equal(cache_dirty_list(fx->c, &l, &n), 0);
+	assert_int_equal(n, 2); /* a and other: b is not committed yet */
+	for (size_t i = 0; i < n; i++) {
+		assert_true(l[i].id == a || l[i].id == other);
+		cache_dirty_free(&l[i]);
+	}
+	free(l);
+
+	struct cache_dirty d = { .id = b, .key = "k", .base_etag = "\"e1\"", .meta = "m2",
+				 .size = 20 };
+	assert_int_equal(cache_dirty_commit_replacing(fx->c, &d, a), 0);
+	assert_int_equal(cache_dirty_path(fx->c, a, path, sizeof(path)), 0);
+	assert_int_equal(access(path, F_OK), -1); /* the old data file went with its record */
+
+	reopen(fx);
+	assert_int_equal(cache_dirty_list(fx->c, &l, &n), 0);
+	assert_int_equal(n, 2);
+	for (size_t i = 0; i < n; i++) {
+		assert_true(l[i].id == b || l[i].id == other);
+		if (l[i].id == b) {
+			assert_string_equal(l[i].meta, "m2");
+			assert_int_equal(l[i].size, 20);
+		}
+		cache_dirty_free(&l[i]);
+	}
+	free(l);
+	/* replacing an entry that is gone already is fine */
+	d.meta = "m3";
+	assert_int_equal(cache_dirty_commit_replacing(fx->c, &d, a), 0);
+}
+
 /* An entry withdrawn (its file removed while still open) is listed no more, its data stays
  * readable until cache_dirty_remove, and a crash before that leaves nothing to recover. */
 static void test_forget(void **state)
@@ -275,6 +323,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_commit_unknown_id, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_recovery_after_reopen, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_forget, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_commit_replacing, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_concurrent_create_unique_ids, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
