@@ -246,3 +246,41 @@ def test_reopen_during_upload_and_truncate(mount, bucket, s3):
     assert read_file(p) == data[:12 << 20]
     m.unmount()
     assert s3_body(s3, bucket, 'g') == data[:12 << 20]
+
+
+def test_writes_during_an_upload_do_not_mix_into_it(mount, bucket, s3, proxy):
+    """A file is written again through a second descriptor while the close of the first
+    uploads it (parts two at a time, each delayed). The upload running then sends the
+    version that was closed, whole: its later parts are not read from the changed bytes
+    (an object whose parts mixed two versions, with digests of neither). The second close
+    then uploads the new version."""
+    m = mount(bucket, opts=OPTS + ['parallel=2'])
+    p = f'{m.path}/f'
+    data = rand(16 << 20, 'during')
+    slow = proxy.fault('delay', op='UploadPart', count=None, seconds=0.4)
+    fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    os.write(fd, data)
+    import threading
+    closed = threading.Thread(target=os.close, args=(fd,))
+    closed.start()                              # the upload of `data` runs in this close
+    deadline = time.time() + 20
+    while slow.hits == 0 and time.time() < deadline:
+        time.sleep(0.01)
+    assert slow.hits > 0, 'no part upload seen'
+    fd2 = os.open(p, os.O_WRONLY)
+    os.pwrite(fd2, b'X' * 65536, (15 << 20) + 512 * 1024)   # in the last part
+    os.pwrite(fd2, b'Y' * 100, 0)
+    closed.join(60)
+    assert not closed.is_alive()
+    assert slow.hits >= 4
+    assert s3_body(s3, bucket, 'f') == data, 'the upload mixed in bytes written after its close'
+    os.close(fd2)
+    want = bytearray(data)
+    want[(15 << 20) + 512 * 1024:(15 << 20) + 512 * 1024 + 65536] = b'X' * 65536
+    want[0:100] = b'Y' * 100
+    proxy.clear_faults()
+    assert read_file(p) == bytes(want)
+    m.unmount()
+    assert s3_body(s3, bucket, 'f') == bytes(want)
+    m.remount()
+    assert read_file(p) == bytes(want)                      # its digests match it
