@@ -111,6 +111,16 @@ def test_kill9_rounds_keep_the_last_acknowledged_state(mount, bucket, s3, proxy,
     print(f'{mode}: kill -9 rounds done; {flight_ok} names showed the operation in flight')
 
 
+def kill_and_remount(m, fd):
+    """kill -9 of m's daemon while fd (a file in it) is open, then the same mount again."""
+    m.kill9()
+    try:
+        os.close(fd)
+    except OSError:
+        pass                             # the daemon is gone
+    return m.remount()
+
+
 @pytest.mark.parametrize('change', ['inside', 'across-the-end', 'o-trunc'])
 def test_writes_after_the_last_close_are_not_recovered(mount, bucket, s3, change):
     """A file whose upload is pending (its last close put it in the journal) is opened
@@ -130,12 +140,7 @@ def test_writes_after_the_last_close_are_not_recovered(mount, bucket, s3, change
         os.pwrite(fd, b'x' * 100, 4950)
     else:
         os.pwrite(fd, b'y' * 10, 0)
-    m.kill9()
-    try:
-        os.close(fd)
-    except OSError:
-        pass                             # the daemon is gone
-    m = m.remount()
+    m = kill_and_remount(m, fd)
     got = read_file(p)
     assert got == old, (f'{change}: {len(got)} bytes, not the 5000 of the last close '
                         f'(first difference at {next((i for i, (a, b) in enumerate(zip(got, old)) if a != b), None)}):\n'
@@ -182,12 +187,7 @@ def test_unlink_of_an_open_file_is_not_undone_by_a_crash(mount, bucket, s3):
     os.unlink(p)
     assert os.pread(fd, len(data) + 1, 0) == data, 'an open file stays readable'
     assert not os.path.exists(p)
-    m.kill9()
-    try:
-        os.close(fd)
-    except OSError:
-        pass                                 # the daemon is gone
-    m = m.remount()
+    m = kill_and_remount(m, fd)
     assert not os.path.exists(p), f'the removed name came back:\n{m.log_text()[-2000:]}'
     m.unmount()
     assert s3_head(s3, bucket, 'doomed') is None, 'the removed file was uploaded at recovery'
