@@ -15,4 +15,4 @@ fi
 
 export PYTHONDONTWRITEBYTECODE=1
 echo "== /usr/bin/python3 -m pytest -v tests/integration $*"
-exec /usr/bin/python3 -m pytest -v -p no:cacheprovider tests/integration "$@"
+exec /usr/bin/python3 -m pytest -v -p no:cacheprovider --durations=20 tests/integration "$@"
