@@ -803,9 +803,9 @@ static int recover_one(struct bfs_fs *fs, const struct cache_dirty *d)
 	mode_t mode = ms ? (mode_t)strtoul(ms, NULL, 10) : S_IFREG;
 	rc = bfs_integrity_seal(fs->s3, fs->opts, target ? target : key, fd, d->size, &m);
 	if (rc) {
-		/* local: its data file (the reason is logged by the seal) */
-		bfs_log(BFS_LOG_ERR, "%s: journal entry %" PRIu64 " unreadable (%s); left in "
-			"place", key, d->id, strerror(-rc));
+		/* reading its data file, or storing its digest list: the seal logged which */
+		bfs_log(BFS_LOG_ERR, "%s: journal entry %" PRIu64 " not digested (%s); kept in "
+			"the journal", key, d->id, strerror(-rc));
 		goto out;
 	}
 	rc = s3_put_fd(fs->s3, target ? target : key, fd, d->size, content_type_of(mode, key),
