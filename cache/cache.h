@@ -91,12 +91,14 @@ ssize_t cache_read_src(struct cache *c, const char *key, const char *etag, uint6
 /* Readahead of a run: blocks [blk, blk+nblk) (nblk at most CACHE_RUN_MAX) of the version,
  * skipping those at the start that are cached or in flight and ending before the next one
  * that is, fetched with one call of src->fetch (one ranged GET instead of one per block),
- * then stored block by block; readers waiting for any of them share it. Returns the number
- * of blocks fetched (0: nothing to fetch), or -errno. Thread-safe; no lock held across the fetch. Memory: one
- * buffer of the run. */
+ * then stored with one index commit; readers waiting for any of them share it. Returns the
+ * number of blocks fetched (0: nothing to fetch), or -errno. Thread-safe; no lock held
+ * across the fetch. Memory: the run is fetched into runbuf (the caller's, runbuf_len bytes,
+ * reused from run to run) if it fits, else into a buffer of its own. */
 #define CACHE_RUN_MAX 64
 int cache_prefetch_run(struct cache *c, const char *key, const char *etag, uint64_t obj_size,
-		       uint64_t blk, unsigned nblk, const struct cache_source *src);
+		       uint64_t blk, unsigned nblk, const struct cache_source *src, void *runbuf,
+		       size_t runbuf_len);
 /* The cache's block size in bytes. */
 uint64_t cache_block_size(const struct cache *c);
 

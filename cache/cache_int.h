@@ -22,7 +22,8 @@ struct cache_memblk {
 	uint32_t len;
 	unsigned refs;            /* readers copying out of buf; the slot is not replaced meanwhile */
 	uint64_t used;            /* c->mem_clock at last use (LRU) */
-	void *buf;                /* owned, len bytes */
+	void *buf;                /* owned, cap bytes (len of them used); reused by the next block */
+	size_t cap;
 };
 #define CACHE_MEM_BYTES (16u << 20) /* memory for recently verified blocks */
 #define CACHE_MEM_SLOTS_MAX 16

@@ -210,17 +210,23 @@ out:
 	return rc;
 }
 
-/* Records block file fid (len bytes, checksum crc) for key. Replaces (and deletes the file
- * of) an older record of the same block. -ENOSPC if the index is full. */
-static int index_put(struct cache *c, const struct bkey *bk, uint64_t fid, uint32_t len,
-		     uint32_t crc)
+/* One block record to write: block blk of a version is block file fid. */
+struct blkput {
+	uint64_t blk, fid;
+	uint32_t len, crc;
+};
+
+/* Records n blocks of bk's version (n at most CACHE_RUN_MAX) in one transaction: one commit
+ * for a prefetched run, not one per block. Replaces (and deletes the files of) older records
+ * of the same blocks. -ENOSPC if the index is full. */
+static int index_put(struct cache *c, struct bkey *bk, const struct blkput *p, unsigned n)
 {
 	MDB_txn *txn = NULL;
-	MDB_val k = { bk->len, (void *)bk->b }, v;
+	MDB_val k, v;
 	int64_t now = c->now();
-	struct cache_blkrec r = { .version = CACHE_FORMAT, .len = len, .crc = crc, .fid = fid,
-				  .validated_s = now, .used_s = now }, old;
-	bool had_old = false;
+	struct cache_blkrec r = { .version = CACHE_FORMAT, .validated_s = now, .used_s = now },
+			    old[CACHE_RUN_MAX];
+	bool had_old[CACHE_RUN_MAX];
 	struct timespec ts;
 	int rc;
 
@@ -228,21 +234,30 @@ static int index_put(struct cache *c, const struct bkey *bk, uint64_t fid, uint3
 	r.fetched_ns = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 	if ((rc = cache_mdb_errno(mdb_txn_begin(c->env, NULL, 0, &txn))))
 		goto out;
-	if (mdb_get(txn, c->db_blocks, &k, &v) == 0 && cache_blkrec_decode(&v, &old) == 0)
-		had_old = true;
-	v.mv_size = sizeof(r);
-	v.mv_data = &r;
-	if ((rc = cache_mdb_errno(mdb_put(txn, c->db_blocks, &k, &v, 0))))
-		goto out;
+	for (unsigned i = 0; i < n; i++) {
+		bkey_block(bk, p[i].blk);
+		k = (MDB_val){ bk->len, bk->b };
+		had_old[i] = mdb_get(txn, c->db_blocks, &k, &v) == 0 &&
+			     cache_blkrec_decode(&v, &old[i]) == 0;
+		r.len = p[i].len;
+		r.crc = p[i].crc;
+		r.fid = p[i].fid;
+		v.mv_size = sizeof(r);
+		v.mv_data = &r;
+		if ((rc = cache_mdb_errno(mdb_put(txn, c->db_blocks, &k, &v, 0))))
+			goto out;
+	}
 	rc = cache_mdb_errno(mdb_txn_commit(txn));
 	txn = NULL;
 	if (rc)
 		goto out;
-	if (had_old) {
-		cache_blk_unlink(c, old.fid);
-		account(c, 0, (int64_t)len - (int64_t)old.len);
-	} else {
-		account(c, 1, len);
+	for (unsigned i = 0; i < n; i++) {
+		if (had_old[i]) {
+			cache_blk_unlink(c, old[i].fid);
+			account(c, 0, (int64_t)p[i].len - (int64_t)old[i].len);
+		} else {
+			account(c, 1, p[i].len);
+		}
 	}
 out:
 	if (txn)
@@ -407,6 +422,37 @@ static void inflight_finish(struct cache *c, struct cache_inflight *f, ssize_t r
 	pthread_mutex_unlock(&c->mu);
 }
 
+/* Finishes a prefetched block: data (rc bytes, rc > 0) is copied for the readers waiting on
+ * f only if there are any. The record leaves the list first, so nobody joins while we copy
+ * (the block is already in the index). */
+static void inflight_finish_copy(struct cache *c, struct cache_inflight *f, ssize_t rc,
+				 const void *data)
+{
+	bool waiters;
+
+	pthread_mutex_lock(&c->mu);
+	for (struct cache_inflight **p = &c->inflight; *p; p = &(*p)->next) {
+		if (*p == f) {
+			*p = f->next;
+			break;
+		}
+	}
+	f->next = NULL;
+	waiters = f->refs > 1;
+	pthread_mutex_unlock(&c->mu);
+	if (waiters && rc > 0) {
+		if ((f->buf = malloc((size_t)rc)))
+			memcpy(f->buf, data, (size_t)rc);
+		else
+			rc = -ENOMEM;
+	}
+	pthread_mutex_lock(&c->mu);
+	f->rc = rc;
+	f->done = true;
+	pthread_cond_broadcast(&f->cv);
+	pthread_mutex_unlock(&c->mu);
+}
+
 static void inflight_put(struct cache *c, struct cache_inflight *f)
 {
 	bool last;
@@ -469,15 +515,17 @@ static bool mem_get(struct cache *c, uint64_t fid, size_t len, void *out, size_t
 	return true;
 }
 
-/* Keeps a copy of verified block file fid, replacing the least recently used idle slot. */
+/* Keeps a copy of verified block file fid, replacing the least recently used idle slot.
+ * The slot's buffer is reused: no fresh memory (page faults) per block. While it is filled
+ * the slot is reserved (refs) and matches no fid, so no reader copies a half-written block. */
 static void mem_put(struct cache *c, uint64_t fid, const void *data, size_t len)
 {
 	struct cache_memblk *m = NULL;
-	void *copy, *old = NULL;
+	void *buf;
+	size_t cap;
 
-	if (c->nmem == 0 || !(copy = malloc(len ? len : 1)))
+	if (c->nmem == 0)
 		return;
-	memcpy(copy, data, len);
 	pthread_mutex_lock(&c->mu);
 	for (size_t i = 0; i < c->nmem; i++) {
 		struct cache_memblk *x = &c->mem[i];
@@ -489,16 +537,33 @@ static void mem_put(struct cache *c, uint64_t fid, const void *data, size_t len)
 			m = x;
 	}
 	if (m) {
-		old = m->buf;
-		m->buf = copy;
+		m->fid = UINT64_MAX;
+		m->refs++;
+	}
+	pthread_mutex_unlock(&c->mu);
+	if (!m)
+		return;
+	buf = m->buf;
+	cap = m->cap;
+	if (cap < len) {
+		free(buf);
+		cap = len ? len : 1;
+		buf = malloc(cap);
+		if (!buf)
+			cap = 0;
+	}
+	if (buf)
+		memcpy(buf, data, len);
+	pthread_mutex_lock(&c->mu);
+	m->buf = buf;
+	m->cap = cap;
+	if (buf) {
 		m->fid = fid;
 		m->len = (uint32_t)len;
 		m->used = ++c->mem_clock;
-		copy = NULL;
 	}
+	m->refs--;
 	pthread_mutex_unlock(&c->mu);
-	free(copy);
-	free(old);
 }
 
 /* At open. */
@@ -517,6 +582,7 @@ void cache_mem_free(struct cache *c)
 	for (size_t i = 0; i < CACHE_MEM_SLOTS_MAX; i++) {
 		free(c->mem[i].buf);
 		c->mem[i].buf = NULL;
+		c->mem[i].cap = 0;
 		c->mem[i].fid = UINT64_MAX;
 	}
 }
@@ -573,27 +639,79 @@ static bool invalidated_since(struct cache *c, uint64_t gen)
 	return changed;
 }
 
+/* Says once a minute, not once per block, that a full disk keeps blocks out of the cache. */
+static void store_failed(struct cache *c, const struct bkey *bk, int rc)
+{
+	int64_t now = c->now();
+	bool quiet;
+
+	pthread_mutex_lock(&c->mu);
+	quiet = rc == -ENOSPC && now - c->nospc_logged_s < 60;
+	if (!quiet && rc == -ENOSPC)
+		c->nospc_logged_s = now;
+	pthread_mutex_unlock(&c->mu);
+	if (!quiet)
+		bfs_log(BFS_LOG_WARN, "cache: not caching a block of %.*s: %s",
+			(int)bk->key_len - 1, (const char *)bk->b, strerror(-rc));
+}
+
+/* After the records of p[0..n) went in: an invalidation that ran meanwhile must not be
+ * undone; the others are kept in memory too. */
+static void stored(struct cache *c, struct bkey *bk, const struct blkput *p, unsigned n,
+		   const unsigned char *const *data, uint64_t gen)
+{
+	bool dropped = invalidated_since(c, gen);
+
+	for (unsigned i = 0; i < n; i++) {
+		if (dropped) {
+			bkey_block(bk, p[i].blk);
+			index_drop(c, bk->b, bk->len, p[i].fid);
+		} else {
+			mem_put(c, p[i].fid, data[i], p[i].len);
+		}
+	}
+	cache_evict_kick(c);
+}
+
+/* Writes the block files of p[0..n), each with a new fid; returns how many were written
+ * (*rc: why the next one was not). */
+static unsigned write_files(struct cache *c, struct blkput *p, unsigned n,
+			    const unsigned char *const *data, int *rc)
+{
+	unsigned m;
+
+	*rc = 0;
+	for (m = 0; m < n; m++) {
+		p[m].crc = cache_crc32c(0, data[m], p[m].len);
+		pthread_mutex_lock(&c->mu);
+		p[m].fid = c->next_fid++;
+		pthread_mutex_unlock(&c->mu);
+		if ((*rc = cache_blk_write(c, p[m].fid, data[m], p[m].len)))
+			break;
+	}
+	return m;
+}
+
+static void unlink_files(struct cache *c, const struct blkput *p, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++)
+		cache_blk_unlink(c, p[i].fid);
+}
+
 /* Stores a fetched block: file first, then the index record. If the disk (or the index) is
  * full, evicts clean blocks and tries once more; failing that the block is not cached. */
-static void store(struct cache *c, const struct bkey *bk, const void *data, size_t len,
-		  uint64_t gen)
+static void store(struct cache *c, struct bkey *bk, uint64_t blk, const void *data,
+		  size_t len, uint64_t gen)
 {
-	uint32_t crc = cache_crc32c(0, data, len);
-	uint64_t fid;
+	struct blkput p = { .blk = blk, .len = (uint32_t)len };
+	const unsigned char *d = data;
 	int rc = 0;
 
 	for (int attempt = 0; attempt < 2; attempt++) {
 		if (invalidated_since(c, gen))
 			return;
-		pthread_mutex_lock(&c->mu);
-		fid = c->next_fid++;
-		pthread_mutex_unlock(&c->mu);
-		rc = cache_blk_write(c, fid, data, len);
-		if (rc == 0) {
-			rc = index_put(c, bk, fid, (uint32_t)len, crc);
-			if (rc)
-				cache_blk_unlink(c, fid);
-		}
+		if (write_files(c, &p, 1, &d, &rc) == 1 && (rc = index_put(c, bk, &p, 1)))
+			unlink_files(c, &p, 1);
 		if (rc != -ENOSPC && rc != -EDQUOT)
 			break;
 		if (attempt == 0) {
@@ -606,33 +724,42 @@ static void store(struct cache *c, const struct bkey *bk, const void *data, size
 			cache_evict_to(c, bytes > reserve ? bytes - reserve : 0);
 		}
 	}
-	if (rc) {
-		int64_t now = c->now();
-		bool quiet;
-
-		/* a full disk fails every store: say so once a minute, not once per block */
-		pthread_mutex_lock(&c->mu);
-		quiet = rc == -ENOSPC && now - c->nospc_logged_s < 60;
-		if (!quiet && rc == -ENOSPC)
-			c->nospc_logged_s = now;
-		pthread_mutex_unlock(&c->mu);
-		if (!quiet)
-			bfs_log(BFS_LOG_WARN, "cache: not caching a block of %.*s: %s",
-				(int)bk->key_len - 1, (const char *)bk->b, strerror(-rc));
-		return;
-	}
-	/* an invalidation that ran while we stored must not be undone */
-	if (invalidated_since(c, gen))
-		index_drop(c, bk->b, bk->len, fid);
+	if (rc)
+		store_failed(c, bk, rc);
 	else
-		mem_put(c, fid, data, len);
-	cache_evict_kick(c);
+		stored(c, bk, &p, 1, &d, gen);
+}
+
+/* Stores the n whole blocks of a prefetched run (block start on, lens[i] bytes each at
+ * data[i]): their files, then their records in one transaction. What a full disk keeps out
+ * goes block by block through store(), which evicts and retries. */
+static void store_run(struct cache *c, struct bkey *bk, uint64_t start,
+		      const unsigned char *const *data, const size_t *lens, unsigned n,
+		      uint64_t gen)
+{
+	struct blkput p[CACHE_RUN_MAX];
+	unsigned m;
+	int rc;
+
+	if (n == 0 || invalidated_since(c, gen))
+		return;
+	for (unsigned i = 0; i < n; i++)
+		p[i] = (struct blkput){ .blk = start + i, .len = (uint32_t)lens[i] };
+	m = write_files(c, p, n, data, &rc);
+	if (m && (rc = index_put(c, bk, p, m))) {
+		unlink_files(c, p, m);
+		m = 0;
+	}
+	if (m)
+		stored(c, bk, p, m, data, gen);
+	for (unsigned i = m; i < n; i++)
+		store(c, bk, start + i, data[i], lens[i], gen);
 }
 
 /* Fetches block blk into out through src, sharing the fetch with concurrent readers of the
  * same block; count: a reader's (hit/miss counters), not a prefetch. Returns bytes (blen
  * unless the object ended early) or -errno. */
-static ssize_t fetch_shared(struct cache *c, const struct bkey *bk, uint64_t blk, size_t blen,
+static ssize_t fetch_shared(struct cache *c, struct bkey *bk, uint64_t blk, size_t blen,
 			    void *out, const struct cache_source *src, bool count)
 {
 	struct cache_inflight *f;
@@ -673,7 +800,7 @@ static ssize_t fetch_shared(struct cache *c, const struct bkey *bk, uint64_t blk
 	if (rc > (ssize_t)blen)
 		rc = -EIO;
 	if (rc == (ssize_t)blen)
-		store(c, bk, f->buf, blen, gen);
+		store(c, bk, blk, f->buf, blen, gen);
 	else if (rc >= 0)
 		bfs_log(BFS_LOG_WARN, "cache: %.*s ended %zu bytes early at block %" PRIu64,
 			(int)bk->key_len - 1, (const char *)bk->b, blen - (size_t)rc, blk);
@@ -816,14 +943,17 @@ out:
 }
 
 int cache_prefetch_run(struct cache *c, const char *key, const char *etag, uint64_t obj_size,
-		       uint64_t blk, unsigned nblk, const struct cache_source *src)
+		       uint64_t blk, unsigned nblk, const struct cache_source *src, void *runbuf,
+		       size_t runbuf_len)
 {
 	struct cache_inflight *fl[CACHE_RUN_MAX];
+	const unsigned char *data[CACHE_RUN_MAX];
+	size_t lens[CACHE_RUN_MAX];
 	struct cache_blkrec r;
 	struct bkey *bk;
 	unsigned char *buf = NULL;
 	uint64_t bs = c->block_size, gen, start = 0;
-	unsigned n = 0;
+	unsigned n = 0, whole = 0;
 	ssize_t got = 0;
 	int rc = 0;
 
@@ -846,16 +976,17 @@ int cache_prefetch_run(struct cache *c, const char *key, const char *etag, uint6
 		bkey_block(bk, b);
 		bool have = index_get(c, bk->b, bk->len, &r) == 0 && r.len == blen;
 		struct cache_inflight *f = have ? NULL : inflight_lead(c, bk->b, bk->len);
-		if (f && !(f->buf = malloc(blen))) {
-			inflight_finish(c, f, -ENOMEM);
-			inflight_put(c, f);
-			f = NULL;
-		}
-		if (f && disk_get(c, bk, blen, f->buf, &r, NULL) == 0) {
+		if (f && index_get(c, bk->b, bk->len, &r) == 0 && r.len == blen) {
 			/* stored by another leader between our look and our lead */
-			inflight_finish(c, f, (ssize_t)blen);
-			inflight_put(c, f);
-			f = NULL;
+			if ((f->buf = malloc(blen)) &&
+			    disk_get(c, bk, blen, f->buf, &r, NULL) == 0) {
+				inflight_finish(c, f, (ssize_t)blen);
+				inflight_put(c, f);
+				f = NULL;
+			} else {
+				free(f->buf);
+				f->buf = NULL;
+			}
 		}
 		if (!f) {
 			if (n)
@@ -871,32 +1002,37 @@ int cache_prefetch_run(struct cache *c, const char *key, const char *etag, uint6
 	uint64_t off = start * bs, end = start + n == (obj_size + bs - 1) / bs ? obj_size
 					: (start + n) * bs;
 	size_t total = (size_t)(end - off);
-	buf = malloc(total);
+	buf = runbuf && runbuf_len >= total ? runbuf : malloc(total);
 	got = buf ? src->fetch(src->arg, off, total, buf) : -ENOMEM;
 	if (got > (ssize_t)total)
 		got = -EIO;
 	if (got >= 0 && got < (ssize_t)total)
 		bfs_log(BFS_LOG_WARN, "cache: %s ended %zu bytes early at block %" PRIu64, key,
 			total - (size_t)got, start + (uint64_t)got / bs);
+	/* the whole blocks (a prefix of the run, got being contiguous) are stored at once */
+	for (unsigned i = 0; i < n && got > 0; i++) {
+		uint64_t boff = (uint64_t)i * bs;
+		size_t blen = (size_t)(end - off - boff < bs ? end - off - boff : bs);
+		if ((uint64_t)got < boff + blen)
+			break;
+		data[i] = buf + boff;
+		lens[i] = blen;
+		whole++;
+	}
+	store_run(c, bk, start, data, lens, whole, gen);
 	for (unsigned i = 0; i < n; i++) {
 		uint64_t boff = (uint64_t)i * bs;
 		size_t blen = (size_t)(end - off - boff < bs ? end - off - boff : bs);
 		ssize_t brc = got < 0 ? got
 			      : (uint64_t)got <= boff ? 0
 			      : (ssize_t)((uint64_t)got - boff < blen ? (uint64_t)got - boff : blen);
-		if (brc > 0) {
-			memcpy(fl[i]->buf, buf + boff, (size_t)brc);
-			if ((size_t)brc == blen) {
-				bkey_block(bk, start + i);
-				store(c, bk, buf + boff, blen, gen);
-			}
-		}
-		inflight_finish(c, fl[i], brc);
+		inflight_finish_copy(c, fl[i], brc, buf + boff);
 		inflight_put(c, fl[i]);
 	}
 	rc = got < 0 ? (int)got : (int)n;
 out:
-	free(buf);
+	if (buf != runbuf)
+		free(buf);
 	free(bk);
 	return rc;
 }

@@ -75,6 +75,9 @@ static ssize_t ra_fetch(void *arg, uint64_t off, size_t len, void *buf)
 static void *ra_worker(void *arg)
 {
 	struct bfs_readahead *ra = arg;
+	/* the worker's run buffer, reused for every run (allocated at the first one) */
+	void *runbuf = NULL;
+	size_t runlen = 0;
 	pthread_mutex_lock(&ra->lock);
 	for (;;) {
 		while (!ra->head && !ra->stopping)
@@ -89,8 +92,16 @@ static void *ra_worker(void *arg)
 		pthread_mutex_unlock(&ra->lock);
 
 		struct cache_source src = { .fetch = ra_fetch, .arg = j->obj };
+		size_t want = (size_t)j->nblk * cache_block_size(j->obj->fs->cache);
+		if (want > runlen) {
+			void *nb = realloc(runbuf, want);
+			if (nb) {
+				runbuf = nb;
+				runlen = want;
+			}
+		}
 		int rc = cache_prefetch_run(j->obj->fs->cache, j->obj->key, j->obj->etag,
-					    j->obj->size, j->blk, j->nblk, &src);
+					    j->obj->size, j->blk, j->nblk, &src, runbuf, runlen);
 		if (rc > 0)
 			atomic_fetch_add_explicit(&ra->prefetched, (uint64_t)rc,
 						  memory_order_relaxed);
@@ -102,6 +113,7 @@ static void *ra_worker(void *arg)
 		pthread_mutex_lock(&ra->lock);
 	}
 	pthread_mutex_unlock(&ra->lock);
+	free(runbuf);
 	return NULL;
 }
 

@@ -451,6 +451,9 @@ static int perform(struct s3_client *c, struct s3_req *r, const char *path, cons
 	curl_easy_setopt(h, CURLOPT_HTTPHEADER, list);
 	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
+	/* a large object arrives in 256 KiB reads, not 16 KiB ones: 16x fewer poll and recv
+	 * calls (the buffer lives with the pooled handle) */
+	curl_easy_setopt(h, CURLOPT_BUFFERSIZE, 256L << 10);
 	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, c->connect_timeout_ms);
 	curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1024L);
 	curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, c->low_speed_timeout_s);

@@ -29,7 +29,9 @@ def write_then_fsync(path, data):
 
 @pytest.mark.parametrize('how', ['baddigest', 'disconnect'])
 def test_fsync_reports_failed_upload_then_recovers(mount, bucket, s3, proxy, how):
-    m = mount(bucket)
+    # a connection cut before any answer is a server that cannot be reached: it is retried
+    # for server_wait (60 s by default; test_faults.py waits out a server that is away)
+    m = mount(bucket, opts=['server_wait=3'] if how == 'disconnect' else [])
     data = os.urandom(300_000)
     if how == 'baddigest':
         f = proxy.fault('error', op='PutObject', count=None, status=400, code='BadDigest')

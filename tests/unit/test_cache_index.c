@@ -680,31 +680,36 @@ static void test_prefetch_run(void **state)
 
 	src_init(&s, size, 7);
 	cs.arg = &s;
+	/* the caller's run buffer: used when the run fits (the first two), else one of its own */
+	size_t runlen = 4 * BS + 100;
+	unsigned char *runbuf = malloc(runlen);
+	assert_non_null(runbuf);
 	assert_int_equal(rd(fx->c, "k", "\"e\"", &s, 0, 10), 10); /* block 0 cached */
 	assert_int_equal(rd(fx->c, "k", "\"e\"", &s, 5 * BS, 10), 10); /* and block 5 */
 	atomic_store(&s.calls, 0);
 	/* blocks 0..7 asked: 0 is skipped, 1..4 fetched in one go, 5 ends the run */
-	assert_int_equal(cache_prefetch_run(fx->c, "k", "\"e\"", size, 0, 8, &cs), 4);
+	assert_int_equal(cache_prefetch_run(fx->c, "k", "\"e\"", size, 0, 8, &cs, runbuf, runlen), 4);
 	assert_int_equal(atomic_load(&s.calls), 1);
 	assert_int_equal(s.offs[0], BS);
 	assert_int_equal(s.lens[0], 4 * BS);
 	/* the rest up to the end of the object, partial last block included */
-	assert_int_equal(cache_prefetch_run(fx->c, "k", "\"e\"", size, 5, 64, &cs), 5);
+	assert_int_equal(cache_prefetch_run(fx->c, "k", "\"e\"", size, 5, 64, &cs, runbuf, runlen), 5);
 	assert_int_equal(atomic_load(&s.calls), 2);
 	assert_int_equal(s.offs[1], 6 * BS);
 	assert_int_equal(s.lens[1], 4 * BS + 100);
-	assert_int_equal(cache_prefetch_run(fx->c, "k", "\"e\"", size, 0, 64, &cs), 0);
-	assert_int_equal(cache_prefetch_run(fx->c, "k", "\"e\"", size, 11, 4, &cs), 0);
+	assert_int_equal(cache_prefetch_run(fx->c, "k", "\"e\"", size, 0, 64, &cs, runbuf, BS), 0);
+	assert_int_equal(cache_prefetch_run(fx->c, "k", "\"e\"", size, 11, 4, &cs, NULL, 0), 0);
 	assert_int_equal(rd(fx->c, "k", "\"e\"", &s, 0, size), (ssize_t)size);
 	assert_int_equal(atomic_load(&s.calls), 2);
 
 	/* a failed fetch is returned and caches nothing */
 	s.fail = -EIO;
-	assert_int_equal(cache_prefetch_run(fx->c, "k", "\"e2\"", size, 0, 4, &cs), -EIO);
+	assert_int_equal(cache_prefetch_run(fx->c, "k", "\"e2\"", size, 0, 4, &cs, runbuf, BS), -EIO);
 	s.fail = 0;
 	atomic_store(&s.calls, 0);
 	assert_int_equal(rd(fx->c, "k", "\"e2\"", &s, 0, 10), 10);
 	assert_int_equal(atomic_load(&s.calls), 1);
+	free(runbuf);
 	free(s.data);
 }
 
@@ -720,7 +725,7 @@ static void *run_main(void *arg)
 	struct run_arg *a = arg;
 	struct cache_source cs = { .fetch = fetch, .arg = a->s };
 
-	a->rc = cache_prefetch_run(a->c, "k", "\"e\"", a->size, 0, 8, &cs);
+	a->rc = cache_prefetch_run(a->c, "k", "\"e\"", a->size, 0, 8, &cs, NULL, 0);
 	return NULL;
 }
 
