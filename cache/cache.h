@@ -191,6 +191,20 @@ int cache_clear(struct cache *c, bool discard_dirty);
 int cache_meta_put(struct cache *c, const char *key, const char *etag,
 		   struct timespec last_modified, uint64_t size, const void *blob, size_t bloblen);
 
+/* One entry for cache_meta_put_many (the caller's memory, only read). */
+struct cache_meta_rec {
+	const char *key, *etag;
+	struct timespec last_modified;
+	uint64_t size;
+	const void *blob;
+	size_t bloblen;
+};
+
+/* cache_meta_put of n entries in one transaction: one commit (and its fsync) for a
+ * listing's worth of HEADs, not one per object. All or nothing; an invalid entry fails the
+ * call (-EINVAL) before anything is written. */
+int cache_meta_put_many(struct cache *c, const struct cache_meta_rec *r, size_t n);
+
 /* Looks key up. Returns 0 and *blob (malloc'd, owned by the caller; NUL-terminated after
  * *len bytes for convenience) if present and etag, last_modified and size all equal the
  * stored ones; -ESTALE if present but any differs (*blob untouched); -ENOENT if absent. */

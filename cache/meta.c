@@ -23,45 +23,76 @@ struct meta_head {
 	uint64_t size;
 };
 
-int cache_meta_put(struct cache *c, const char *key, const char *etag,
-		   struct timespec last_modified, uint64_t size, const void *blob, size_t bloblen)
+/* The stored value of r: struct meta_head, the ETag, the blob (malloc'd into *v). */
+static int meta_value(const struct cache_meta_rec *r, MDB_val *v)
 {
-	unsigned char kb[CACHE_KEYPART_MAX];
-	struct meta_head h = { .version = META_VERSION, .mtime_sec = last_modified.tv_sec,
-			       .mtime_nsec = last_modified.tv_nsec, .size = size };
-	MDB_txn *txn = NULL;
-	MDB_val k, v = { 0, NULL };
+	struct meta_head h = { .version = META_VERSION, .mtime_sec = r->last_modified.tv_sec,
+			       .mtime_nsec = r->last_modified.tv_nsec, .size = r->size };
 	size_t el;
-	int rc;
 
-	if (!key || !*key || !etag || (bloblen && !blob) || bloblen > UINT32_MAX)
+	if (!r->key || !*r->key || !r->etag || (r->bloblen && !r->blob) ||
+	    r->bloblen > UINT32_MAX)
 		return -EINVAL;
-	if (c->rdonly)
-		return -EROFS;
-	el = strlen(etag);
+	el = strlen(r->etag);
 	if (el > META_ETAG_MAX)
 		return -EINVAL;
 	h.etag_len = (uint8_t)el;
-	h.blob_len = (uint32_t)bloblen;
-	k.mv_size = cache_keypart(kb, key, CACHE_KEYPART_MAX);
-	k.mv_data = kb;
-	v.mv_size = sizeof(h) + el + bloblen;
-	if (!(v.mv_data = malloc(v.mv_size)))
+	h.blob_len = (uint32_t)r->bloblen;
+	v->mv_size = sizeof(h) + el + r->bloblen;
+	if (!(v->mv_data = malloc(v->mv_size)))
 		return -ENOMEM;
-	memcpy(v.mv_data, &h, sizeof(h));
-	memcpy((char *)v.mv_data + sizeof(h), etag, el);
-	if (bloblen)
-		memcpy((char *)v.mv_data + sizeof(h) + el, blob, bloblen);
-	if ((rc = cache_mdb_errno(mdb_txn_begin(c->env, NULL, 0, &txn))) ||
-	    (rc = cache_mdb_errno(mdb_put(txn, c->db_meta, &k, &v, 0))))
+	memcpy(v->mv_data, &h, sizeof(h));
+	memcpy((char *)v->mv_data + sizeof(h), r->etag, el);
+	if (r->bloblen)
+		memcpy((char *)v->mv_data + sizeof(h) + el, r->blob, r->bloblen);
+	return 0;
+}
+
+int cache_meta_put_many(struct cache *c, const struct cache_meta_rec *r, size_t n)
+{
+	unsigned char kb[CACHE_KEYPART_MAX];
+	MDB_txn *txn = NULL;
+	MDB_val k, v = { 0, NULL };
+	int rc = 0;
+
+	if (n && !r)
+		return -EINVAL;
+	for (size_t i = 0; i < n; i++) /* nothing is written if one entry is invalid */
+		if (!r[i].key || !*r[i].key || !r[i].etag || strlen(r[i].etag) > META_ETAG_MAX ||
+		    (r[i].bloblen && !r[i].blob) || r[i].bloblen > UINT32_MAX)
+			return -EINVAL;
+	if (c->rdonly)
+		return -EROFS;
+	if (n == 0)
+		return 0;
+	if ((rc = cache_mdb_errno(mdb_txn_begin(c->env, NULL, 0, &txn))))
 		goto out;
+	for (size_t i = 0; i < n; i++) {
+		if ((rc = meta_value(&r[i], &v)))
+			goto out;
+		k.mv_size = cache_keypart(kb, r[i].key, CACHE_KEYPART_MAX);
+		k.mv_data = kb;
+		rc = cache_mdb_errno(mdb_put(txn, c->db_meta, &k, &v, 0));
+		free(v.mv_data);
+		v.mv_data = NULL;
+		if (rc)
+			goto out;
+	}
 	rc = cache_mdb_errno(mdb_txn_commit(txn));
 	txn = NULL;
 out:
 	if (txn)
 		mdb_txn_abort(txn);
-	free(v.mv_data);
 	return rc;
+}
+
+int cache_meta_put(struct cache *c, const char *key, const char *etag,
+		   struct timespec last_modified, uint64_t size, const void *blob, size_t bloblen)
+{
+	struct cache_meta_rec r = { .key = key, .etag = etag, .last_modified = last_modified,
+				    .size = size, .blob = blob, .bloblen = bloblen };
+
+	return cache_meta_put_many(c, &r, 1);
 }
 
 int cache_meta_get(struct cache *c, const char *key, const char *etag,

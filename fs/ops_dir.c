@@ -85,17 +85,22 @@ static bool meta_from_index(struct bfs_fs *fs, const char *key, const struct bfs
 	return true;
 }
 
-static void meta_to_index(struct bfs_fs *fs, const char *key, const struct bfs_dirent *d,
-			  const struct s3_object *o)
+/* What a HEAD said about the object of listing entry d, for the metadata index: fills *r
+ * (r->blob malloc'd) and returns true, or false when the object changed between the LIST
+ * and the HEAD (nothing to vouch for). */
+static bool meta_for_index(const char *key, const struct bfs_dirent *d,
+			   const struct s3_object *o, struct cache_meta_rec *r)
 {
 	if (strcmp(o->etag, d->etag) != 0 || o->size != d->size)
-		return; /* changed between the LIST and the HEAD: nothing to vouch for */
+		return false;
 	struct bfs_field f[] = { { "ct", o->content_type } };
 	char *blob = bfs_record_encode(META_MAGIC, f, 1, &o->meta);
-	if (blob)
-		cache_meta_put(fs->cache, key, d->etag, d->last_modified, d->size, blob,
-			       strlen(blob));
-	free(blob);
+	if (!blob)
+		return false;
+	*r = (struct cache_meta_rec){ .key = key, .etag = d->etag,
+				      .last_modified = d->last_modified, .size = d->size,
+				      .blob = blob, .bloblen = strlen(blob) };
+	return true;
 }
 
 /* Hard-linked names: their attributes are those of the content objects they point to,
@@ -233,11 +238,20 @@ static void fetch_attrs(struct bfs_fs *fs, struct bfs_dirh *h)
 		goto out;
 	if (s3_head_many(fs->s3, (const char *const *)keys, m, objs, rcs))
 		goto free_objs;
-	for (size_t k = 0; k < m; k++) {
+	/* into the metadata index in one commit: a cold listing of N objects is not N fsyncs */
+	struct cache_meta_rec *recs = calloc(m, sizeof(*recs));
+	size_t nrec = 0;
+	for (size_t k = 0; recs && k < m; k++) {
 		struct bfs_dirent *d = &h->l->ents[idx[k]];
-		if (rcs[k] == 0 && d->listed && !s3_meta_get(&objs[k].meta, BFS_LINK_META))
-			meta_to_index(fs, keys[k], d, &objs[k]);
+		if (rcs[k] == 0 && d->listed && !s3_meta_get(&objs[k].meta, BFS_LINK_META) &&
+		    meta_for_index(keys[k], d, &objs[k], &recs[nrec]))
+			nrec++;
 	}
+	if (nrec && cache_meta_put_many(fs->cache, recs, nrec))
+		bfs_log(BFS_LOG_DEBUG, "metadata index: %zu entries not stored", nrec);
+	for (size_t i = 0; i < nrec; i++)
+		free((void *)recs[i].blob);
+	free(recs);
 	follow_links(fs, objs, rcs, m);
 	for (size_t k = 0; k < m; k++) {
 		struct bfs_dirent *d = &h->l->ents[idx[k]];

@@ -116,6 +116,42 @@ static void test_del_and_persistence(void **state)
 	assert_int_equal(cache_meta_get(fx->c, longkey, "e", T1, 3, &blob, &len), -ENOENT);
 }
 
+/* Many entries in one call: all stored (and after a reopen); an invalid entry anywhere
+ * stores none of them. */
+static void test_put_many(void **state)
+{
+	struct fixture *fx = *state;
+	struct cache_meta_rec r[50];
+	char keys[50][16], blobs[50][16];
+	void *blob = NULL;
+	size_t len = 0;
+
+	for (int i = 0; i < 50; i++) {
+		snprintf(keys[i], sizeof(keys[i]), "d/f%02d", i);
+		snprintf(blobs[i], sizeof(blobs[i]), "mode=%d", 600 + i);
+		r[i] = (struct cache_meta_rec){ .key = keys[i], .etag = "\"e\"", .last_modified = T1,
+						.size = (uint64_t)i, .blob = blobs[i],
+						.bloblen = strlen(blobs[i]) };
+	}
+	r[49].etag = NULL;
+	assert_int_equal(cache_meta_put_many(fx->c, r, 50), -EINVAL);
+	assert_int_equal(cache_meta_get(fx->c, "d/f00", "\"e\"", T1, 0, &blob, &len), -ENOENT);
+	r[49].etag = "\"e\"";
+	assert_int_equal(cache_meta_put_many(fx->c, r, 50), 0);
+	assert_int_equal(cache_meta_put_many(fx->c, r, 0), 0);
+	cache_close(fx->c);
+	fx_open(fx);
+	for (int i = 0; i < 50; i++) {
+		assert_int_equal(cache_meta_get(fx->c, keys[i], "\"e\"", T1, (uint64_t)i, &blob, &len), 0);
+		assert_int_equal(len, strlen(blobs[i]));
+		assert_memory_equal(blob, blobs[i], len);
+		free(blob);
+	}
+	struct cache_stats st;
+	cache_stats_get(fx->c, &st);
+	assert_int_equal(st.meta_entries, 50);
+}
+
 static void test_invalid_args(void **state)
 {
 	struct fixture *fx = *state;
@@ -134,6 +170,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_put_get_match, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_changed_is_stale, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_del_and_persistence, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_put_many, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_invalid_args, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
