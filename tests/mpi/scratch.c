@@ -101,9 +101,10 @@ static void phase_end(const char *name, uint64_t bytes)
 {
 	MPI_Barrier(MPI_COMM_WORLD);
 	double t = MPI_Wtime() - phase_start;
-	if (rank == 0)
-		printf("phase %s: %.3f s%s%.1f%s\n", name, t, bytes ? ", " : "",
-		       bytes ? (double)bytes / t / 1e6 : 0.0, bytes ? " MB/s" : "");
+	if (rank == 0 && bytes)
+		printf("phase %s: %.3f s, %.1f MB/s\n", name, t, (double)bytes / t / 1e6);
+	else if (rank == 0)
+		printf("phase %s: %.3f s\n", name, t);
 	fflush(stdout);
 	phase_start = MPI_Wtime();
 }
