@@ -451,6 +451,9 @@ class _Server(http.server.ThreadingHTTPServer):
 
     def get_request(self):
         sock, addr = super().get_request()
+        # a response is written as headers, then body: without TCP_NODELAY the body waits
+        # for the client's delayed ACK of the headers (40 ms per GET, LIST or CopyObject)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if self.tls is not None:
             sock = self.tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
         return sock, addr
@@ -901,6 +904,8 @@ class AuditProxy:
     def _forward(self, h, rec, body, key):
         conn = http.client.HTTPConnection(self.upstream_host, self.upstream_port, timeout=300)
         try:
+            conn.connect()
+            conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as above
             conn.putrequest(h.command, h.path, skip_host=True, skip_accept_encoding=True)
             for name, value in h.headers.items():
                 if name.lower() in HOP_BY_HOP:
