@@ -406,9 +406,9 @@ static struct cache_inflight *inflight_lead(struct cache *c, const void *key, si
 	return f;
 }
 
-static void inflight_finish(struct cache *c, struct cache_inflight *f, ssize_t rc)
+/* Takes f off the in-flight list: nobody joins it any more (c->mu held). */
+static void inflight_unlist(struct cache *c, struct cache_inflight *f)
 {
-	pthread_mutex_lock(&c->mu);
 	for (struct cache_inflight **p = &c->inflight; *p; p = &(*p)->next) {
 		if (*p == f) {
 			*p = f->next;
@@ -416,9 +416,21 @@ static void inflight_finish(struct cache *c, struct cache_inflight *f, ssize_t r
 		}
 	}
 	f->next = NULL;
+}
+
+/* Publishes f's result and wakes its waiters (c->mu held). */
+static void inflight_done(struct cache_inflight *f, ssize_t rc)
+{
 	f->rc = rc;
 	f->done = true;
 	pthread_cond_broadcast(&f->cv);
+}
+
+static void inflight_finish(struct cache *c, struct cache_inflight *f, ssize_t rc)
+{
+	pthread_mutex_lock(&c->mu);
+	inflight_unlist(c, f);
+	inflight_done(f, rc);
 	pthread_mutex_unlock(&c->mu);
 }
 
@@ -431,13 +443,7 @@ static void inflight_finish_copy(struct cache *c, struct cache_inflight *f, ssiz
 	bool waiters;
 
 	pthread_mutex_lock(&c->mu);
-	for (struct cache_inflight **p = &c->inflight; *p; p = &(*p)->next) {
-		if (*p == f) {
-			*p = f->next;
-			break;
-		}
-	}
-	f->next = NULL;
+	inflight_unlist(c, f);
 	waiters = f->refs > 1;
 	pthread_mutex_unlock(&c->mu);
 	if (waiters && rc > 0) {
@@ -447,9 +453,7 @@ static void inflight_finish_copy(struct cache *c, struct cache_inflight *f, ssiz
 			rc = -ENOMEM;
 	}
 	pthread_mutex_lock(&c->mu);
-	f->rc = rc;
-	f->done = true;
-	pthread_cond_broadcast(&f->cv);
+	inflight_done(f, rc);
 	pthread_mutex_unlock(&c->mu);
 }
 

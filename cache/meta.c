@@ -23,19 +23,19 @@ struct meta_head {
 	uint64_t size;
 };
 
-/* The stored value of r: struct meta_head, the ETag, the blob (malloc'd into *v). */
+static bool meta_rec_valid(const struct cache_meta_rec *r)
+{
+	return r->key && *r->key && r->etag && strlen(r->etag) <= META_ETAG_MAX &&
+	       (!r->bloblen || r->blob) && r->bloblen <= UINT32_MAX;
+}
+
+/* The stored value of r (valid): struct meta_head, the ETag, the blob (malloc'd into *v). */
 static int meta_value(const struct cache_meta_rec *r, MDB_val *v)
 {
 	struct meta_head h = { .version = META_VERSION, .mtime_sec = r->last_modified.tv_sec,
 			       .mtime_nsec = r->last_modified.tv_nsec, .size = r->size };
-	size_t el;
+	size_t el = strlen(r->etag);
 
-	if (!r->key || !*r->key || !r->etag || (r->bloblen && !r->blob) ||
-	    r->bloblen > UINT32_MAX)
-		return -EINVAL;
-	el = strlen(r->etag);
-	if (el > META_ETAG_MAX)
-		return -EINVAL;
 	h.etag_len = (uint8_t)el;
 	h.blob_len = (uint32_t)r->bloblen;
 	v->mv_size = sizeof(h) + el + r->bloblen;
@@ -58,8 +58,7 @@ int cache_meta_put_many(struct cache *c, const struct cache_meta_rec *r, size_t 
 	if (n && !r)
 		return -EINVAL;
 	for (size_t i = 0; i < n; i++) /* nothing is written if one entry is invalid */
-		if (!r[i].key || !*r[i].key || !r[i].etag || strlen(r[i].etag) > META_ETAG_MAX ||
-		    (r[i].bloblen && !r[i].blob) || r[i].bloblen > UINT32_MAX)
+		if (!meta_rec_valid(&r[i]))
 			return -EINVAL;
 	if (c->rdonly)
 		return -EROFS;
